@@ -1,0 +1,1 @@
+"""Hardware abstraction: device interfaces, and backends by name, chosen by the board config."""

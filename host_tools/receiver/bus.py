@@ -1,0 +1,41 @@
+"""In-process publish/subscribe of receiver events, for live consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBER_BACKLOG = 256
+
+
+class EventBus:
+    """Fans events out to subscribers; a subscriber that falls behind loses its oldest events."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        """A new queue that receives every event published from now on."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop delivering to a queue."""
+        self._subscribers.discard(q)
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscribers listen."""
+        return len(self._subscribers)
+
+    def publish(self, event: dict[str, Any]) -> int:
+        """Deliver an event to every subscriber (from the event loop's thread); return how many."""
+        for q in self._subscribers:
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(event)
+        return len(self._subscribers)

@@ -1,0 +1,161 @@
+"""The demo: a receiver with its console and a simulated unit playing a scenario, in one process.
+
+``--once`` plays the scenario headless at full speed, checks its expected outcome and exits 0 only
+when it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firmware.uplink import protocol
+from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.store import AlarmRecord
+from polewatch.netutil import free_port
+from sim.expect import check_outcome
+from sim.runner import SimUnit, build_sim_unit
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class DemoResult:
+    """What a scenario run produced."""
+
+    problems: list[str]
+    alarms: list[AlarmRecord]
+    # wall-clock time.monotonic() of each alarm's first commit at the receiver, by ref
+    committed_wall: dict[str, float] = field(default_factory=dict)
+
+
+def _alarm_line(rec: AlarmRecord, msg: protocol.Alarm) -> str:
+    when = dt.datetime.fromtimestamp(msg.time_ms / 1000).astimezone().strftime("%H:%M:%S")
+    temp = f" max {rec.max_temp_c:.1f} C" if rec.max_temp_c is not None else ""
+    acts = ", ".join(f"{o} {s} s" for o, s in msg.actions)
+    return (
+        f"[{when}] ALARM {rec.ref} {msg.phase.name} P{rec.priority} {rec.event} "
+        f"zone={rec.zone}{temp}" + (f" actions: {acts}" if acts else "")
+    )
+
+
+async def play(
+    scenario: Path,
+    data_dir: Path,
+    speed: float,
+    receiver: Receiver,
+    quiet: bool = False,
+    stop: asyncio.Event | None = None,
+    on_unit: Callable[[SimUnit], None] | None = None,
+) -> DemoResult:
+    """Play the scenario with one simulated unit against a started receiver; check the outcome."""
+    committed: dict[str, float] = {}
+
+    def on_alarm(rec: AlarmRecord, msg: protocol.Alarm) -> None:
+        committed.setdefault(rec.ref, time.monotonic())
+        if not quiet:
+            print(_alarm_line(rec, msg), flush=True)
+
+    receiver.hooks.append(on_alarm)
+    unit: SimUnit = build_sim_unit(
+        scenario, data_dir / "unit", speed, receiver=(receiver.coap.host, receiver.coap.port)
+    )
+    if on_unit is not None:
+        on_unit(unit)
+    if not quiet:
+        pace = "full speed" if speed == 0 else f"{speed:g}x real time"
+        print(
+            f"polewatch demo: unit {unit.runtime.site.unit.id} playing scenario "
+            f"{unit.scenario.scenario.name!r} ({pace})",
+            flush=True,
+        )
+    run = asyncio.create_task(
+        unit.runtime.run(stop_at=unit.stop_at, drain_timeout_s=DRAIN_TIMEOUT_S)
+    )
+    waiters: set[asyncio.Future[None]] = {run}
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if stopper is not None:
+        waiters.add(stopper)  # type: ignore[arg-type]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if not run.done():
+        unit.runtime.request_stop()
+    await run
+    if stopper is not None:
+        stopper.cancel()
+    assert receiver.store is not None
+    alarms = [a for a in receiver.store.alarms(10_000) if a.unit_id == unit.runtime.site.unit.id]
+    undelivered = _outbox_depth(data_dir / "unit" / "outbox.sqlite")
+    problems = check_outcome(
+        unit.scenario.expect, alarms, unit.output_histories(), unit.start, undelivered
+    )
+    return DemoResult(problems, alarms, committed)
+
+
+def _outbox_depth(path: Path) -> int:
+    from firmware.uplink.outbox import Outbox
+
+    box = Outbox(path)
+    try:
+        return box.depth()
+    finally:
+        box.close()
+
+
+def report(result: DemoResult) -> int:
+    """Print the outcome; 0 when the scenario's expectations held."""
+    if result.problems:
+        print("scenario outcome: FAILED")
+        for p in result.problems:
+            print(f"  - {p}")
+        return 1
+    print(f"scenario outcome: OK ({len(result.alarms)} alarm(s) as expected)")
+    return 0
+
+
+def run_demo(
+    scenario: Path, speed: float, once: bool, coap_port: int, http_port: int, data_dir: Path | None
+) -> int:
+    """Entry point of ``polewatch demo``."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="polewatch-demo-"))
+    print(f"polewatch demo: data and logs in {data_dir}", flush=True)
+    coap = Endpoint("127.0.0.1", coap_port or free_port())
+    http = None if once else Endpoint("127.0.0.1", http_port or free_port(socket.SOCK_STREAM))
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        receiver = Receiver(data_dir / "receiver.sqlite", coap, http)
+        await receiver.start()
+        try:
+            if receiver.console_url:
+                print(f"polewatch demo: console at {receiver.console_url}", flush=True)
+            result = await play(scenario, data_dir, speed, receiver, stop=stop)
+            code = report(result)
+            if not once and not stop.is_set():
+                print(
+                    f"polewatch demo: scenario finished; the console stays at "
+                    f"{receiver.console_url} - press Ctrl-C to stop",
+                    flush=True,
+                )
+                await stop.wait()
+        finally:
+            await receiver.stop()
+        print("polewatch demo: stopped", flush=True)
+        return code
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(main())
+    return 130

@@ -1,0 +1,67 @@
+"""The demo end to end: ``demo --once`` passes, and fails when its expectation is removed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "sim" / "scenarios" / "car_fire.toml"
+
+
+def polewatch(
+    *args: str, cwd: Path = REPO, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "polewatch", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_once_passes(tmp_path: Path) -> None:
+    result = polewatch("demo", "--once", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scenario outcome: OK (1 alarm(s) as expected)" in result.stdout
+    assert re.search(r"ALARM pole-0001/\d+ OPEN P1 fire zone=lot", result.stdout)
+
+
+def test_demo_once_fails_without_the_expected_alarm(tmp_path: Path) -> None:
+    text = SCENARIO.read_text()
+    block = re.search(r"\[\[expect\.alarms\]\].*?latest_s = \d+\n", text, re.S)
+    assert block is not None
+    edited = tmp_path / "car_fire_no_alarm.toml"
+    edited.write_text(
+        text.replace(block.group(0), "").replace(
+            '"../sites/parking_lot.toml"',
+            f'"{SCENARIO.parent.parent / "sites" / "parking_lot.toml"}"',
+        )
+    )
+    result = polewatch(
+        "demo", "--once", "--scenario", str(edited), "--data-dir", str(tmp_path / "data")
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "scenario outcome: FAILED" in result.stdout
+    assert "unexpected alarm pole-0001/1: P1 fire in zone lot" in result.stdout
+
+
+def test_validate_config_cli(tmp_path: Path) -> None:
+    boards = sorted(str(p) for p in (REPO / "board_configs").glob("*.toml"))
+    ok = polewatch("validate-config", *boards)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "board_configs" / "sim.toml").read_text() + "\nshiny = true\n")
+    result = polewatch("validate-config", boards[0], str(bad))
+    assert result.returncode == 1
+    assert f"{bad}: modem.shiny: unknown key" in result.stderr  # appended to the last table
+
+
+def test_every_subcommand_has_help() -> None:
+    for cmd in ("unit", "receiver", "sim", "demo", "validate-config"):
+        result = polewatch(cmd, "--help")
+        assert result.returncode == 0
+        assert "usage: polewatch " + cmd in result.stdout
