@@ -14,6 +14,7 @@ import signal
 import socket
 import tempfile
 import time
+from zoneinfo import ZoneInfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,8 @@ class DemoResult:
     committed_wall: dict[str, float] = field(default_factory=dict)
 
 
-def _alarm_line(rec: AlarmRecord, msg: protocol.Alarm) -> str:
-    when = dt.datetime.fromtimestamp(msg.time_ms / 1000).astimezone().strftime("%H:%M:%S")
+def _alarm_line(rec: AlarmRecord, msg: protocol.Alarm, tz: ZoneInfo) -> str:
+    when = dt.datetime.fromtimestamp(msg.time_ms / 1000, tz).strftime("%H:%M:%S")
     temp = f" max {rec.max_temp_c:.1f} C" if rec.max_temp_c is not None else ""
     acts = ", ".join(f"{o} {s} s" for o, s in msg.actions)
     return (
@@ -65,12 +66,13 @@ async def play(
     def on_alarm(rec: AlarmRecord, msg: protocol.Alarm) -> None:
         committed.setdefault(rec.ref, time.monotonic())
         if not quiet:
-            print(_alarm_line(rec, msg), flush=True)
+            print(_alarm_line(rec, msg, tz), flush=True)
 
-    receiver.hooks.append(on_alarm)
     unit: SimUnit = build_sim_unit(
         scenario, data_dir / "unit", speed, receiver=(receiver.coap.host, receiver.coap.port)
     )
+    tz = ZoneInfo(unit.runtime.site.unit.timezone)
+    receiver.hooks.append(on_alarm)
     if on_unit is not None:
         on_unit(unit)
     if not quiet:

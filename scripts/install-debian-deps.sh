@@ -22,7 +22,7 @@ fi
 echo "install-debian-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq || echo "install-debian-deps: apt-get update failed" >&2
-if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+if ! $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; then
   echo "install-debian-deps: could not install ${missing[*]}; tests needing them will skip" >&2
 fi
 exit 0

@@ -1,0 +1,258 @@
+"""The operator console: a web page that lists alarms and follows them live, and its JSON API.
+
+The page loads the alarm queue from ``/api/alarms`` and then listens to ``/api/events``
+(Server-Sent Events), which carries every alarm the receiver commits. One forwarder per
+application subscribes to the receiver's :class:`EventBus` and fans each event out to the open
+streams, so that each alarm gives one log line saying how many consoles it reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from firmware.errors import StorageError
+from host_tools.receiver.bus import EventBus
+from host_tools.receiver.store import ReceiverStore
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+KEEPALIVE_S = 15.0
+# Browsers wait this long before reconnecting a dropped stream (the page then re-fetches the list).
+RETRY_MS = 1000
+# Events queued for one stream; a client this far behind is disconnected, and on reconnecting
+# its page re-fetches the list, so it misses nothing (dropping events silently would).
+CLIENT_BACKLOG = 256
+
+# Everything the page needs comes from this origin; nothing may be framed or loaded from elsewhere.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
+_INT_RE = re.compile(r"-?[0-9]{1,30}")
+_MAX_ROWID = 2**63 - 1  # SQLite's INTEGER range; larger ids cannot exist (and would not bind)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Stream:
+    """One open event stream: the events waiting to be written to it."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        # Unbounded on purpose: the hub enforces CLIENT_BACKLOG and can always queue the
+        # end-of-stream marker (None).
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def end(self) -> None:
+        """Make the stream's handler finish after what is already queued."""
+        self.queue.put_nowait(None)
+
+
+class _Hub:
+    """Fans bus events out to the open event streams."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.streams: set[_Stream] = set()
+        self.closing = False
+
+    def connect(self, peer: str) -> _Stream:
+        """Register a new stream (already ended if the application is shutting down)."""
+        stream = _Stream(peer)
+        if self.closing:
+            stream.end()
+        else:
+            self.streams.add(stream)
+            logger.info("console client %s connected (%d open)", peer, len(self.streams))
+        return stream
+
+    def disconnect(self, stream: _Stream) -> None:
+        """Forget a stream whose client went away or whose handler finished."""
+        if stream in self.streams:
+            self.streams.discard(stream)
+            logger.info("console client %s disconnected (%d open)", stream.peer, len(self.streams))
+
+    def close_all(self) -> None:
+        """End every open stream and refuse new ones, so that shutdown does not wait on them."""
+        self.closing = True
+        for stream in list(self.streams):
+            self.disconnect(stream)
+            stream.end()
+
+    def dispatch(self, event: dict[str, Any]) -> None:
+        """Queue one bus event on every open stream."""
+        if event.get("type") != "alarm" or not isinstance(event.get("alarm"), dict):
+            logger.debug("not for consoles: bus event of type %r", event.get("type"))
+            return
+        alarm: dict[str, Any] = event["alarm"]
+        pushed = 0
+        for stream in list(self.streams):
+            if stream.queue.qsize() >= CLIENT_BACKLOG:
+                logger.warning(
+                    "console client %s is %d events behind; disconnecting it",
+                    stream.peer,
+                    stream.queue.qsize(),
+                )
+                self.disconnect(stream)
+                stream.end()
+                continue
+            stream.queue.put_nowait(alarm)
+            pushed += 1
+        logger.info("%s: pushed to %d console client(s)", alarm.get("ref"), pushed)
+
+    async def forward(self) -> None:
+        """Move events from the bus to the streams until cancelled."""
+        q = self.bus.subscribe()
+        try:
+            while True:
+                self.dispatch(await q.get())
+        finally:
+            self.bus.unsubscribe(q)
+
+
+_STORE = web.AppKey("store", ReceiverStore)
+_HUB = web.AppKey("hub", _Hub)
+_KEEPALIVE = web.AppKey("keepalive_s", float)
+
+
+def create_app(
+    store: ReceiverStore, bus: EventBus, *, keepalive_s: float = KEEPALIVE_S
+) -> web.Application:
+    """The console's web application, serving alarms from ``store`` and live events from ``bus``."""
+    app = web.Application(middlewares=[_errors])
+    app[_STORE] = store
+    app[_HUB] = _Hub(bus)
+    app[_KEEPALIVE] = keepalive_s
+    app.router.add_get("/", _index)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/alarms", _alarms)
+    app.router.add_get("/api/alarms/{id}", _alarm)
+    app.router.add_get("/api/events", _events)
+    app.router.add_static("/static", STATIC_DIR)
+    app.cleanup_ctx.append(_forwarder)
+    app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(_headers)
+    return app
+
+
+def client_count(app: web.Application) -> int:
+    """How many live event streams the console application has open."""
+    return len(app[_HUB].streams)
+
+
+async def _forwarder(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[_HUB].forward(), name="console-forwarder")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[_HUB].close_all()
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", _CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # The API is live data; the page and its files may be cached but must be revalidated, so
+    # that a new version reaches consoles that stay open for days.
+    cache = "no-store" if request.path.startswith("/api/") else "no-cache"
+    response.headers.setdefault("Cache-Control", cache)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (StorageError, sqlite3.Error):
+        logger.exception("console request %s %s failed", request.method, request.path)
+        return _error(503, "the alarm store is unavailable")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def _alarms(request: web.Request) -> web.Response:
+    records = await asyncio.to_thread(request.app[_STORE].alarms)
+    return web.json_response([r.to_json() for r in records])
+
+
+async def _alarm(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not _INT_RE.fullmatch(raw):
+        return _error(400, f"alarm id must be an integer, got {raw!r}")
+    pk = int(raw)
+    if not 0 < pk <= _MAX_ROWID:
+        return _error(404, f"no alarm {pk}")
+    store = request.app[_STORE]
+
+    def load() -> dict[str, Any] | None:
+        record = store.alarm(pk)
+        if record is None:
+            return None
+        return {**record.to_json(), "timeline": store.timeline(pk)}
+
+    data = await asyncio.to_thread(load)
+    if data is None:
+        return _error(404, f"no alarm {pk}")
+    return web.json_response(data)
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    hub = request.app[_HUB]
+    keepalive_s = request.app[_KEEPALIVE]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "X-Accel-Buffering": "no",  # a buffering reverse proxy would hold events back
+        }
+    )
+    # Registered before the headers go out: once a client sees the stream open, it gets every
+    # later event, so a list fetched after that point plus the stream misses nothing.
+    stream = hub.connect(request.remote or "?")
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        while True:
+            try:
+                alarm = await asyncio.wait_for(stream.queue.get(), keepalive_s)
+            except TimeoutError:
+                # Besides keeping proxies from timing the stream out, this write is how a
+                # client that went away is noticed.
+                await response.write(b": keep-alive\n\n")
+                continue
+            if alarm is None:
+                break
+            await response.write(_frame("alarm", alarm))
+    except ConnectionResetError:
+        logger.debug("console client %s went away", stream.peer)
+    finally:
+        hub.disconnect(stream)
+    return response
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    # json.dumps never emits a raw newline, so the payload is a single data: line.
+    payload = json.dumps(data, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode()

@@ -1,0 +1,71 @@
+"""Fixtures for the host tools' tests: a receiver store, an event bus and alarm messages."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware.uplink import protocol
+from host_tools.receiver.bus import EventBus
+from host_tools.receiver.store import AlarmRecord, ReceiverStore
+
+MakeAlarm = Callable[..., protocol.Alarm]
+Deliver = Callable[..., AlarmRecord]
+
+
+@pytest.fixture
+def console_store(tmp_path: Path) -> Iterator[ReceiverStore]:
+    """An empty receiver store in a temporary directory."""
+    store = ReceiverStore(tmp_path / "receiver.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def console_bus() -> EventBus:
+    """A fresh event bus."""
+    return EventBus()
+
+
+@pytest.fixture
+def make_alarm() -> MakeAlarm:
+    """Build alarm messages as a unit sends them: a car fire unless told otherwise."""
+    msg_ids = itertools.count(1)
+
+    def make(**fields: Any) -> protocol.Alarm:
+        values: dict[str, Any] = {
+            "unit_id": "pole-17",
+            "msg_id": next(msg_ids),
+            "time_ms": 1_795_123_800_000,
+            "alarm_id": 1,
+            "phase": protocol.Phase.OPEN,
+            "event": protocol.EventKind.FIRE,
+            "priority": 1,
+            "zone": "lot",
+            "rule": "fire-in-lot",
+            "max_temp_dc": 1402,
+            "box": (40, 60, 52, 71),
+            "actions": (("floodlight", 120), ("siren", 60)),
+        }
+        values.update(fields)
+        return protocol.Alarm(**values)
+
+    return make
+
+
+@pytest.fixture
+def deliver(console_store: ReceiverStore, console_bus: EventBus) -> Deliver:
+    """Commit an alarm message and publish it, as the receiver does; return the alarm."""
+
+    def run(msg: protocol.Alarm, received_at: float | None = None) -> AlarmRecord:
+        ingested = console_store.ingest(msg, time.time() if received_at is None else received_at)
+        assert ingested.alarm is not None
+        console_bus.publish({"type": "alarm", "alarm": ingested.alarm.to_json()})
+        return ingested.alarm
+
+    return run

@@ -1,0 +1,212 @@
+"""The console page in a real headless Chromium: alarms appear and update live, without reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from firmware.uplink import protocol
+from host_tools.console.app import create_app
+from host_tools.receiver.bus import EventBus
+from host_tools.receiver.store import ReceiverStore
+
+# POLEWATCH_CHROMIUM lets a developer point at another Chromium build.
+CHROMIUM = Path(os.environ.get("POLEWATCH_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UI_TIMEOUT_MS = 2000
+HANG_GUARD_S = 10.0  # only guards against a hang
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+
+
+class Console:
+    """The console application served on 127.0.0.1, in the test's event loop."""
+
+    def __init__(self, store: ReceiverStore, bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The page's address."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        """Serve a fresh application, on the same port as before if there was one."""
+        self.runner = web.AppRunner(create_app(self.store, self.bus), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        self.port = self.runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop serving, as a receiver that shuts down does."""
+        if self.runner is not None:
+            async with asyncio.timeout(HANG_GUARD_S):
+                await self.runner.cleanup()
+            self.runner = None
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A headless Chromium, or a skip where none is installed."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: install it (Debian: apt-get install chromium) "
+            "or set POLEWATCH_CHROMIUM"
+        )
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def console(console_store: ReceiverStore, console_bus: EventBus) -> AsyncIterator[Console]:
+    """The console, started."""
+    c = Console(console_store, console_bus)
+    await c.start()
+    yield c
+    await c.stop()
+
+
+@pytest.fixture
+async def page(browser: Browser, console: Console) -> AsyncIterator[Page]:
+    """A page on the console; fails the test on script errors or requests to other origins."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 640})
+    p = await context.new_page()
+    script_errors: list[str] = []
+    foreign: list[str] = []
+    p.on("pageerror", lambda exc: script_errors.append(str(exc)))
+
+    def on_request(request: Any) -> None:
+        if not request.url.startswith((console.url, "data:")):
+            foreign.append(request.url)
+
+    p.on("request", on_request)
+    await p.goto(console.url)
+    yield p
+    await context.close()
+    assert script_errors == []
+    assert foreign == []
+
+
+async def row_refs(page: Page) -> list[str]:
+    """The data-ref of each alarm row, top to bottom."""
+    refs: list[str] = await page.locator("#alarm-rows tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.ref)"
+    )
+    return refs
+
+
+async def test_alarms_appear_and_update_live(
+    page: Page, console: Console, make_alarm: Any, deliver: Any
+) -> None:
+    await expect(page).to_have_title("polewatch console")
+    await expect(page.get_by_text("No alarms")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#connection")).to_have_text("live", timeout=UI_TIMEOUT_MS)
+    await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+    fire = deliver(make_alarm(alarm_id=42))
+    row = page.locator(f'#alarm-rows tr[data-alarm-id="{fire.id}"]')
+    await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(row).to_have_attribute("data-ref", "pole-17/42")
+    await expect(row).to_contain_text("Fire")
+    await expect(row).to_contain_text("lot")
+    await expect(row).to_contain_text("140.2 °C")
+    await expect(row).to_contain_text("floodlight 120 s, siren 60 s")
+    await expect(row.locator(".badge")).to_have_text("P1")
+    await expect(row).to_have_class("age-fresh")
+    await expect(page.get_by_text("No alarms")).to_be_hidden()
+    await expect(page.locator("#open-count")).to_have_text("1 open alarm")
+    handle = await row.element_handle()
+
+    # Others join in queue order: by priority, then oldest first. Those received a while ago
+    # and still new are shown as waiting (amber) and overdue (red).
+    now = time.time()
+    person = make_alarm(
+        unit_id="pole-03",
+        alarm_id=9,
+        event=protocol.EventKind.PERSON_DOWN,
+        priority=2,
+        zone="footpath",
+        rule="person-down",
+        max_temp_dc=None,
+        box=None,
+        actions=(("floodlight", 300),),
+    )
+    deliver(person, received_at=now - 120)
+    vehicle = make_alarm(
+        unit_id="pole-08",
+        alarm_id=5,
+        event=protocol.EventKind.VEHICLE,
+        priority=4,
+        zone="entrance",
+        rule="no-entry-at-night",
+        max_temp_dc=None,
+        box=None,
+        actions=(),
+    )
+    deliver(vehicle, received_at=now - 900)
+    earlier_fire = make_alarm(unit_id="pole-21", alarm_id=2, max_temp_dc=2875)
+    deliver(earlier_fire, received_at=now - 30)
+    expected = ["pole-21/2", "pole-17/42", "pole-03/9", "pole-08/5"]
+    await expect(page.locator("#alarm-rows tr")).to_have_count(4, timeout=UI_TIMEOUT_MS)
+    assert await row_refs(page) == expected
+    await expect(page.locator('tr[data-ref="pole-03/9"]')).to_have_class("age-waiting")
+    await expect(page.locator('tr[data-ref="pole-03/9"]')).to_contain_text("Person down")
+    await expect(page.locator('tr[data-ref="pole-03/9"] .badge')).to_have_text("P2")
+    await expect(page.locator('tr[data-ref="pole-08/5"]')).to_have_class("age-late")
+    await expect(page.locator("#open-count")).to_have_text("4 open alarms")
+
+    # The unit closes the fire: the same row is updated in place.
+    deliver(make_alarm(alarm_id=42, phase=protocol.Phase.CLOSE, time_ms=1_795_123_990_000))
+    await expect(row.locator(".state")).to_have_text("closed", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator(f'#alarm-rows tr[data-alarm-id="{fire.id}"]')).to_have_count(1)
+    assert handle is not None and await handle.evaluate("row => row.isConnected")
+    assert await handle.get_attribute("data-alarm-id") == str(fire.id)
+    await expect(page.locator("#alarm-rows tr")).to_have_count(4)
+    assert await row_refs(page) == expected
+    await expect(page.locator("#open-count")).to_have_text("3 open alarms")
+    assert await page.evaluate("window.__sameDocument") is True
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "console.png", full_page=True)
+
+
+async def test_reconnects_and_catches_up_after_a_restart(
+    page: Page, console: Console, console_store: ReceiverStore, make_alarm: Any
+) -> None:
+    await expect(page.locator("#connection")).to_have_text("live", timeout=UI_TIMEOUT_MS)
+    await expect(page.get_by_text("No alarms")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    await console.stop()
+    await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=UI_TIMEOUT_MS)
+
+    # Committed while the console was down: no event will ever carry it, the re-fetch must.
+    missed = console_store.ingest(make_alarm(alarm_id=77), time.time()).alarm
+    assert missed is not None
+    await console.start()
+    row = page.locator(f'#alarm-rows tr[data-alarm-id="{missed.id}"]')
+    await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(row).to_contain_text("Fire")
+    await expect(page.locator("#connection")).to_have_text("live")
