@@ -14,10 +14,10 @@ import signal
 import socket
 import tempfile
 import time
-from zoneinfo import ZoneInfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from firmware.uplink import protocol
 from host_tools.receiver.server import Endpoint, Receiver

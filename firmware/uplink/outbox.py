@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.errors import StorageError
+from firmware.storage import open_sqlite
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,7 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # an alarm must survive power loss
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox {path}: {exc}") from exc
+        self._db = open_sqlite(path, _SCHEMA, "outbox")
         self._lock = threading.Lock()
 
     def close(self) -> None:

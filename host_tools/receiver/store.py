@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.errors import StorageError
+from firmware.storage import open_sqlite
 from firmware.uplink import protocol
 
 logger = logging.getLogger(__name__)
@@ -102,14 +103,7 @@ class ReceiverStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"receiver database {path}: {exc}") from exc
+        self._db = open_sqlite(path, _SCHEMA, "receiver database")
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
 

@@ -9,26 +9,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+SITE = "sim/sites/parking_lot.toml"
+
+
+def unit_cmd(board: str, site: str, data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "polewatch", "unit", "--board", board, "--site", site,
+            "--data-dir", str(data_dir)]  # fmt: skip
+
+
+def run_unit(
+    board: str, site: str, data_dir: Path, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(unit_cmd(board, site, data_dir), cwd=REPO, capture_output=True,
+                          text=True, timeout=60, **kw)  # type: ignore[call-overload]  # fmt: skip
 
 
 def test_unit_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    cmd = unit_cmd("board_configs/sim.toml", SITE, tmp_path)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polewatch",
-            "unit",
-            "--board",
-            "board_configs/sim.toml",
-            "--site",
-            "sim/sites/parking_lot.toml",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         time.sleep(3)  # let it take frames
@@ -46,25 +45,8 @@ def test_unit_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_unit_with_a_backend_this_build_lacks_says_so(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polewatch",
-            "unit",
-            "--board",
-            "board_configs/rpi4-lepton35.toml",
-            "--site",
-            "sim/sites/parking_lot.toml",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"},
-    )
+    result = run_unit("board_configs/rpi4-lepton35.toml", SITE, tmp_path,
+                      env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert result.returncode == 2
     assert "thermal backend 'purethermal' (for 'thermal') is not available in this build" in (
         result.stderr
@@ -73,24 +55,7 @@ def test_unit_with_a_backend_this_build_lacks_says_so(tmp_path: Path) -> None:
 
 def test_unit_with_an_invalid_config_exits_2(tmp_path: Path) -> None:
     site = tmp_path / "site.toml"
-    site.write_text(
-        (REPO / "sim/sites/parking_lot.toml").read_text().replace("priority = 1", "priority = 0")
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polewatch",
-            "unit",
-            "--board",
-            "board_configs/sim.toml",
-            "--site",
-            str(site),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    site.write_text((REPO / SITE).read_text().replace("priority = 1", "priority = 0"))
+    result = run_unit("board_configs/sim.toml", str(site), tmp_path)
     assert result.returncode == 2
     assert f"{site}: rules[0].priority: Input should be greater than or equal to 1" in result.stderr
