@@ -27,5 +27,9 @@ class BackendNotFound(PolewatchError, LookupError):
     """No backend of that name is registered for that kind of device."""
 
 
+class NetworkError(PolewatchError, OSError):
+    """A socket could not be bound or reached (a port in use, an address not on this host)."""
+
+
 class StorageError(PolewatchError, RuntimeError):
     """A durable store (outbox, receiver database) could not be read or written."""

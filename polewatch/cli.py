@@ -7,10 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from firmware.errors import PolewatchError
+from host_tools.receiver.server import Endpoint
 
 logger = logging.getLogger("polewatch")
 
@@ -25,6 +26,18 @@ def _add_logging(p: argparse.ArgumentParser, default: str = "INFO") -> None:
         help=f"what to log on stderr (default {default})",
     )
     p.add_argument("--log-file", type=Path, help="also write every INFO line to this file")
+
+
+def endpoint(default_port: int) -> Callable[[str], Endpoint]:
+    """An argparse type for ``HOST[:PORT]``."""
+
+    def parse(text: str) -> Endpoint:
+        try:
+            return Endpoint.parse(text, default_port)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,12 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--coap",
-        default="127.0.0.1:5683",
+        type=endpoint(5683),
+        default=Endpoint("127.0.0.1", 5683),
         help="CoAP address to bind, HOST[:PORT] (default 127.0.0.1:5683)",
     )
     p.add_argument(
         "--http",
-        default="127.0.0.1:8080",
+        type=endpoint(8080),
+        default=Endpoint("127.0.0.1", 8080),
         help="console address to bind, HOST[:PORT] (default 127.0.0.1:8080)",
     )
     p.add_argument("--no-console", action="store_true", help="do not serve the web console")
@@ -105,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", help="scenario name (e.g. car_fire) or path to a .toml file")
     p.add_argument(
         "--receiver",
-        default="127.0.0.1:5683",
+        type=endpoint(5683),
+        default=Endpoint("127.0.0.1", 5683),
         help="receiver CoAP address HOST[:PORT] (default 127.0.0.1:5683)",
     )
     p.add_argument(
@@ -195,12 +211,12 @@ def cmd_unit(args: argparse.Namespace) -> int:
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     """``receiver``."""
-    from host_tools.receiver.server import Endpoint, Receiver
+    from host_tools.receiver.server import Receiver
 
     receiver = Receiver(
         args.db,
-        Endpoint.parse(args.coap, 5683),
-        None if args.no_console else Endpoint.parse(args.http, 8080),
+        args.coap,
+        None if args.no_console else args.http,
     )
 
     async def main() -> None:
@@ -217,12 +233,11 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     """``sim``."""
     from firmware.uplink.outbox import Outbox
-    from host_tools.receiver.server import Endpoint
     from sim.expect import check_outcome
     from sim.runner import build_sim_unit
     from sim.scenario import resolve
 
-    ep = Endpoint.parse(args.receiver, 5683)
+    ep = args.receiver
     unit = build_sim_unit(resolve(args.scenario), args.data_dir, args.speed, (ep.host, ep.port))
     stop_at = unit.start + (args.duration or unit.scenario.scenario.duration_s)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from firmware.errors import NetworkError
 from firmware.uplink import protocol
 from host_tools.receiver.server import Endpoint, Receiver
 from host_tools.receiver.store import AlarmRecord
@@ -140,7 +141,12 @@ def run_demo(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         receiver = Receiver(data_dir / "receiver.sqlite", coap, http)
-        await receiver.start()
+        try:
+            await receiver.start()
+        except NetworkError as exc:
+            raise NetworkError(
+                f"{exc} (choose another port with --http-port or --coap-port; 0 picks a free one)"
+            ) from exc
         try:
             if receiver.console_url:
                 print(f"polewatch demo: console at {receiver.console_url}", flush=True)

@@ -1,8 +1,8 @@
 """Radiometric fire / hot-spot detector: absolute temperature, minimum area, persistence.
 
 Works on any radiometric frame size (32x24 to 160x120 and up). A hot spot is confirmed once it has
-been seen in ``persistence_frames`` consecutive frames, so single-frame glints and noise never
-raise an alarm.
+been seen in ``persistence_frames`` frames with no gap longer than ``GAP_S``, so single-frame glints
+and noise never raise an alarm, while a flickering flame stays one spot.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]  # u0, v0, u1, v1 inclusive pixel bounds
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 _MATCH_MARGIN_PX = 2  # a flickering flame moves a little between frames
+GAP_S = 1.0  # a spot unseen for longer than this is forgotten (and must persist anew)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class HotSpot:
     first_t: float
     frames_seen: int
     confirmed: bool
+    last_t: float = 0.0  # when it was last seen
 
     @property
     def bottom_centre(self) -> tuple[float, float]:
@@ -61,54 +63,40 @@ class FireDetector:
         """Update the followed spots with one frame; return the confirmed ones seen in it."""
         temps = frame.celsius()
         mask = temps >= self.config.threshold_c
-        if not mask.any():
-            if self._spots:
-                logger.debug("frame %d: hot spots gone", frame.index)
-            self._spots = []
-            return []
-        labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-        index = np.arange(1, count + 1)
-        areas = ndimage.sum_labels(mask, labels, index)
-        maxima = ndimage.maximum(temps, labels, index)
-        slices = ndimage.find_objects(labels)
         previous, current = self._spots, []
-        for area, tmax, sl in zip(areas, maxima, slices, strict=True):
-            if sl is None or area < self.config.min_area_px:
-                continue
-            box = (sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1)
-            match = next((p for p in previous if _overlaps(p.box, box, _MATCH_MARGIN_PX)), None)
-            if match is None:
-                spot = HotSpot(
-                    next(self._ids),
-                    box,
-                    int(area),
-                    float(tmax),
-                    frame.t,
-                    1,
-                    self.config.persistence_frames <= 1,
-                )
-            else:
-                previous.remove(match)  # one blob continues one spot
-                seen = match.frames_seen + 1
-                spot = replace(
-                    match,
-                    box=box,
-                    area_px=int(area),
-                    max_temp_c=float(tmax),
-                    frames_seen=seen,
-                    confirmed=seen >= self.config.persistence_frames,
-                )
-                if spot.confirmed and not match.confirmed:
-                    logger.info(
-                        "frame %d: hot spot %d confirmed after %d frames: box=%s "
-                        "area=%dpx max=%.1fC",
-                        frame.index,
-                        spot.spot_id,
-                        seen,
-                        box,
-                        spot.area_px,
-                        spot.max_temp_c,
-                    )
-            current.append(spot)
+        if mask.any():
+            # Fragments of one fire a pixel apart (flames, heated ground) are one hot spot.
+            grouped = ndimage.binary_dilation(mask, structure=_EIGHT_CONNECTED)
+            labels, count = ndimage.label(grouped, structure=_EIGHT_CONNECTED)
+            core = np.where(mask, labels, 0)
+            index = np.arange(1, count + 1)
+            areas = ndimage.sum_labels(mask, labels, index)
+            maxima = ndimage.maximum(temps, core, index)
+            slices = ndimage.find_objects(core, max_label=count)
+            for area, tmax, sl in zip(areas, maxima, slices, strict=True):
+                if sl is None or area < self.config.min_area_px:
+                    continue
+                box = (sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1)
+                match = next((p for p in previous if _overlaps(p.box, box, _MATCH_MARGIN_PX)),
+                             None)  # fmt: skip
+                if match is not None:
+                    previous.remove(match)  # one blob continues one spot
+                current.append(self._seen(match, box, int(area), float(tmax), frame))
+        # A spot not seen in this frame is followed for a few frames more: flames flicker.
+        seen_now = list(current)
+        current += [p for p in previous if frame.t - p.last_t <= GAP_S]
         self._spots = current
-        return [s for s in current if s.confirmed]
+        return [s for s in seen_now if s.confirmed]
+
+    def _seen(self, match: HotSpot | None, box: Box, area: int, tmax: float,
+              frame: ThermalFrame) -> HotSpot:  # fmt: skip
+        need = self.config.persistence_frames
+        if match is None:
+            return HotSpot(next(self._ids), box, area, tmax, frame.t, 1, need <= 1, frame.t)
+        seen = match.frames_seen + 1
+        spot = replace(match, box=box, area_px=area, max_temp_c=tmax, frames_seen=seen,
+                       confirmed=seen >= need, last_t=frame.t)  # fmt: skip
+        if spot.confirmed and not match.confirmed:
+            logger.info("frame %d: hot spot %d confirmed after %d frames: box=%s area=%dpx "
+                        "max=%.1fC", frame.index, spot.spot_id, seen, box, area, tmax)  # fmt: skip
+        return spot

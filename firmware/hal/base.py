@@ -9,7 +9,8 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,16 @@ class HistoryEntry:
     value: Any = None
 
 
-@dataclass
 class History:
-    """A thread-safe, timestamped record of what a device did."""
+    """A thread-safe, timestamped record of what a device did.
 
-    entries: list[HistoryEntry] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    ``maxlen`` bounds it for devices that record continuously (a camera's frames over hours);
+    the oldest entries then go first.
+    """
+
+    def __init__(self, maxlen: int | None = None) -> None:
+        self.entries: deque[HistoryEntry] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
 
     def record(self, t: float, what: str, value: Any = None) -> None:
         """Append one entry."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from firmware.clock import Clock, SimClock
-from firmware.errors import HardwareError
+from firmware.errors import ActuatorFault, HardwareError
 from firmware.hal.base import (
     AudioPlayer,
     History,
@@ -29,6 +29,8 @@ from firmware.hal.base import (
 from firmware.hal.registry import HalContext, SceneSource, SensorModel, register
 
 logger = logging.getLogger(__name__)
+
+FRAME_HISTORY = 10_000  # entries kept by continuously recording devices
 
 
 class _FramePacer:
@@ -75,17 +77,19 @@ class SimThermalCamera(ThermalCamera):
         self.sim_start = ctx.sim_start
         self.pacer = _FramePacer(ctx.clock, config.fps)
         self.index = 0
-        self.history = History()
+        self.history = History(maxlen=FRAME_HISTORY)
         self.unplugged = False  # scenarios pull the cable
 
     def read(self) -> ThermalFrame:
         """Render and capture the next frame."""
         t = self.pacer.next()
         if self.unplugged:
+            self.history.record(t, "fault", "unplugged")
             raise HardwareError("sim thermal camera: no frames (unplugged)")
         rel = t - self.sim_start
         data = self.sensor.capture(self.scene.scene_c(rel), rel)
         self.index += 1
+        self.history.record(t, "frame", self.index)
         return ThermalFrame(self.index, t, data, self.radiometric)
 
 
@@ -98,11 +102,13 @@ class SimVisibleCamera(VisibleCamera):
         self.pacer = _FramePacer(ctx.clock, config.fps)
         self.rng = np.random.default_rng(ctx.seed)
         self.index = 0
+        self.history = History(maxlen=FRAME_HISTORY)
 
     def read(self) -> VisibleFrame:
         """The next (dark, noisy) frame."""
         t = self.pacer.next()
         self.index += 1
+        self.history.record(t, "frame", self.index)
         rgb = self.rng.integers(0, 12, (self.height, self.width, 3), dtype=np.uint8)
         return VisibleFrame(self.index, t, rgb)
 
@@ -122,8 +128,6 @@ class SimOutput(Output):
     def set(self, on: bool) -> None:
         """Switch and record."""
         if self.fail:
-            from firmware.errors import ActuatorFault
-
             raise ActuatorFault(f"sim output {self.name!r}: no response")
         with self._lock:
             if on == self._on:
@@ -163,9 +167,14 @@ class SimModem(Modem):
     """A modem registered on a simulated operator with steady signal."""
 
     def __init__(self, name: str, config: Any, ctx: HalContext) -> None:
+        self.clock = ctx.clock
         self.registered = True
         self.rssi_dbm = -71
+        self.history = History(maxlen=FRAME_HISTORY)
 
     def status(self) -> ModemStatus:
-        """Report the simulated link."""
-        return ModemStatus(self.registered, "SIM-NET" if self.registered else None, self.rssi_dbm)
+        """Report the simulated link, and record the query."""
+        status = ModemStatus(self.registered, "SIM-NET" if self.registered else None,
+                             self.rssi_dbm)  # fmt: skip
+        self.history.record(self.clock.now(), "status", status)
+        return status

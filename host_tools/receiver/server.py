@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import aiocoap
 import aiocoap.resource as resource
 from aiohttp import web
 
-from firmware.errors import ProtocolError, StorageError
+from firmware.errors import NetworkError, ProtocolError, StorageError
 from firmware.uplink import protocol
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import AlarmRecord, ReceiverStore
@@ -97,6 +98,17 @@ class AlarmResource(resource.Resource):  # type: ignore[misc]
         )
 
 
+def _check_udp_free(ep: Endpoint) -> None:
+    """Fail if another process holds the UDP port.
+
+    aiocoap binds with SO_REUSEPORT, so a second receiver on the same port would start without
+    complaint and then share (split) the units' traffic. A plain bind notices.
+    """
+    family = socket.AF_INET6 if ":" in ep.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((ep.host, ep.port))
+
+
 def _error(code: aiocoap.numbers.codes.Code, text: str) -> aiocoap.Message:
     return aiocoap.Message(code=code, payload=text.encode()[:200])
 
@@ -122,9 +134,16 @@ class Receiver:
         self.store = ReceiverStore(self.db_path)
         site = resource.Site()
         site.add_resource(["a"], AlarmResource(self.store, self.bus, self.hooks))
-        self._coap_ctx = await aiocoap.Context.create_server_context(
-            site, bind=(self.coap.host, self.coap.port)
-        )
+        try:
+            _check_udp_free(self.coap)
+            self._coap_ctx = await aiocoap.Context.create_server_context(
+                site, bind=(self.coap.host, self.coap.port)
+            )
+        except OSError as exc:
+            self.store.close()
+            raise NetworkError(
+                f"cannot listen for CoAP on {self.coap}: {exc.strerror or exc}"
+            ) from exc
         logger.info("receiver listening on coap://%s/a, database %s", self.coap, self.db_path)
         if self.http is not None:
             from host_tools.console.app import create_app
@@ -132,7 +151,13 @@ class Receiver:
             self._web = web.AppRunner(create_app(self.store, self.bus), access_log=None)
             await self._web.setup()
             tcp = web.TCPSite(self._web, self.http.host, self.http.port)
-            await tcp.start()
+            try:
+                await tcp.start()
+            except OSError as exc:
+                await self.stop()
+                raise NetworkError(
+                    f"cannot serve the console on {self.http}: {exc.strerror or exc}"
+                ) from exc
             logger.info("console at %s", self.console_url)
 
     async def stop(self) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from firmware.config.site import FireDetection
-from firmware.detect.fire import FireDetector
+from firmware.detect.fire import GAP_S, FireDetector
 from firmware.hal.base import ThermalFrame
 
 
@@ -38,13 +39,29 @@ def test_confirms_after_persistence_frames_only() -> None:
     assert found[0].bottom_centre == (52.0, 64.0)
 
 
-def test_a_gap_resets_persistence() -> None:
+def test_a_short_flicker_is_bridged_and_a_long_gap_resets_persistence() -> None:
     det = FireDetector(CONFIG)
     spot = (50, 60, 53, 63, 130.0)
     det.process(frame(1, [spot]))
     det.process(frame(2, [spot]))
-    assert det.process(frame(3, [])) == []
-    assert det.process(frame(4, [spot])) == []  # starts counting again
+    assert det.process(frame(3, [])) == []  # not seen: nothing reported
+    assert det.process(frame(4, [])) == []
+    [confirmed] = det.process(frame(5, [spot]))  # a short gap: the same spot, third sighting
+    assert confirmed.frames_seen == 3
+    gap = int(GAP_S * 9) + 1  # frames are 1/9 s apart
+    for i in range(6, 6 + gap):
+        assert det.process(frame(i, [])) == []
+    assert det.process(frame(6 + gap, [spot])) == []  # forgotten: counting starts again
+
+
+def test_fragments_a_pixel_apart_are_one_spot() -> None:
+    det = FireDetector(CONFIG)
+    for i in range(3):
+        spots = det.process(frame(i, [(50, 60, 53, 63, 300.0), (55, 60, 58, 63, 150.0)]))
+    [spot] = spots
+    assert spot.box == (50, 60, 58, 63)
+    assert spot.area_px == 32
+    assert spot.max_temp_c == pytest.approx(300.0, abs=0.01)
 
 
 def test_below_threshold_and_too_small_are_ignored() -> None:
