@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from firmware.clock import Clock, SimClock
-from firmware.config.site import DeterrenceConfig, Profile
+from firmware.config.site import DeterrenceConfig, Profile, ProfileStep
 from firmware.errors import ActuatorFault
 from firmware.hal.base import Output
 
@@ -36,7 +36,7 @@ class Action:
     """What one profile step did, or why it did not."""
 
     output: str
-    seconds: int
+    seconds: float
     suppressed: str | None = None
 
 
@@ -67,40 +67,37 @@ class Deterrence:
         while not self._stop.wait(FAILSAFE_PERIOD_S):
             self.enforce(self.clock.now())
 
+    def preview(self, profile: Profile) -> list[Action]:
+        """What activating ``profile`` now would do, and what it would suppress and why."""
+        now = self.clock.now()
+        with self._lock:
+            return [self._plan_step(step, now) for step in profile.steps]
+
+    def _plan_step(self, step: ProfileStep, now: float) -> Action:
+        limits = self.config.limits[step.output]
+        seconds = min(step.for_s or limits.max_on_s, limits.max_on_s)
+        last_off = self._off_at.get(step.output)
+        if step.output in self._deadline:
+            return Action(step.output, 0, f"already on for {self._owner.get(step.output)}")
+        if last_off is not None and now - last_off < limits.cooldown_s:
+            reason = f"cool-down: off {now - last_off:.0f} s ago, {limits.cooldown_s:g} s required"
+            return Action(step.output, 0, reason)
+        return Action(step.output, seconds)
+
     def activate(self, profile_name: str, profile: Profile, ref: str) -> list[Action]:
         """Plan a profile's steps for alarm ``ref``; return what will be done and what was not."""
         now = self.clock.now()
-        actions = []
         with self._lock:
-            for step in profile.steps:
-                limits = self.config.limits[step.output]
-                seconds = min(step.for_s or limits.max_on_s, limits.max_on_s)
-                last_off = self._off_at.get(step.output)
-                if step.output in self._deadline:
-                    reason = f"already on for {self._owner.get(step.output)}"
-                elif last_off is not None and now - last_off < limits.cooldown_s:
-                    reason = (
-                        f"cool-down: off {now - last_off:.0f} s ago, "
-                        f"{limits.cooldown_s:g} s required"
-                    )
-                else:
-                    reason = None
-                if reason is not None:
-                    logger.info("%s: %s suppressed (%s)", ref, step.output, reason)
-                    actions.append(Action(step.output, 0, reason))
+            actions = [self._plan_step(step, now) for step in profile.steps]
+            for step, action in zip(profile.steps, actions, strict=True):
+                if action.suppressed is not None:
+                    logger.info("%s: %s suppressed (%s)", ref, step.output, action.suppressed)
                     continue
                 start = now + step.at_s
-                self._planned.append(_Planned(step.output, start, start + seconds, ref))
-                actions.append(Action(step.output, round(seconds)))
-                logger.info(
-                    "%s: profile %s: %s planned at +%g s for %g s (max_on_s %g)",
-                    ref,
-                    profile_name,
-                    step.output,
-                    step.at_s,
-                    seconds,
-                    limits.max_on_s,
-                )
+                self._planned.append(_Planned(step.output, start, start + action.seconds, ref))
+                logger.info("%s: profile %s: %s planned at +%g s for %g s (max_on_s %g)", ref,
+                            profile_name, step.output, step.at_s, action.seconds,
+                            self.config.limits[step.output].max_on_s)  # fmt: skip
         self.enforce(now)
         return actions
 

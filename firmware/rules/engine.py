@@ -106,24 +106,10 @@ class RuleEngine:
             spot.max_temp_c,
         )
         profile = self.site.deterrence.profiles.get(rule.profile) if rule.profile else None
-        planned = (
-            [
-                (
-                    s.output,
-                    round(
-                        min(
-                            s.for_s or self.site.deterrence.limits[s.output].max_on_s,
-                            self.site.deterrence.limits[s.output].max_on_s,
-                        )
-                    ),
-                )
-                for s in profile.steps
-            ]
-            if profile
-            else []
-        )
+        preview = self.deterrence.preview(profile) if profile is not None else []
+        planned = tuple((a.output, round(a.seconds)) for a in preview if a.suppressed is None)
         # Commit first: whatever happens next, the alarm is on disk.
-        self._send(alarm, protocol.Phase.OPEN, frame.t, tuple(planned))
+        self._send(alarm, protocol.Phase.OPEN, frame.t, planned)
         if profile is not None and rule.profile is not None:
             self.actions[ref] = self.deterrence.activate(rule.profile, profile, ref)
 

@@ -58,7 +58,9 @@ def test_cooldown_suppresses_and_says_why() -> None:
     det.activate("fire", CONFIG.profiles["fire"], "u/1")
     for _ in range(130):
         clock.advance(1.0)
+    preview = det.preview(CONFIG.profiles["fire"])
     actions = det.activate("fire", CONFIG.profiles["fire"], "u/2")
+    assert preview == actions  # what the alarm's open message announces is what happens
     det.stop()
     assert actions[0].suppressed is not None and "cool-down" in actions[0].suppressed
     assert actions[1].suppressed is None or "cool-down" in actions[1].suppressed
