@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware.clock import SimClock
 from firmware.config.board import BoardConfig
 from firmware.config.site import SiteConfig
 from firmware.detect.fire import FireDetector
-from firmware.errors import HardwareError
+from firmware.errors import ActuatorFault, HardwareError
 from firmware.frames import LatestQueue
 from firmware.hal import registry
-from firmware.hal.base import Output, ThermalCamera, ThermalFrame
+from firmware.hal.base import AudioPlayer, Modem, Output, ThermalCamera, ThermalFrame
 from firmware.hal.registry import HalContext
 from firmware.rules.deterrence import Deterrence
 from firmware.rules.engine import RuleEngine
 from firmware.uplink import protocol
-from firmware.uplink.client import UplinkClient
-from firmware.uplink.outbox import Outbox
-from firmware.uplink.sender import Sender
+from firmware.uplink.heartbeat import UnitStatus
+from firmware.uplink.stack import Uplink
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,7 @@ class Devices:
     thermal: ThermalCamera | None
     outputs: dict[str, Output]
     others: dict[str, Any] = field(default_factory=dict)
+    start_faults: list[tuple[str, str]] = field(default_factory=list)  # (output, what failed)
 
     def close(self) -> None:
         """Close everything (outputs must already be off)."""
@@ -57,12 +57,19 @@ def open_devices(board: BoardConfig, ctx: HalContext) -> Devices:
     """Open every device the board config names, through the backend registry."""
     outputs: dict[str, Output] = {}
     others: dict[str, Any] = {}
+    start_faults: list[tuple[str, str]] = []
     thermal = None
     try:
         for name, cfg in board.outputs.items():
             outputs[name] = registry.create("output", name, cfg, ctx)
-        for out in outputs.values():
-            out.set(False)  # outputs start off, whatever state the hardware was left in
+        for name, out in outputs.items():
+            try:
+                out.set(False)  # outputs start off, whatever state the hardware was left in
+            except ActuatorFault as exc:
+                # A relay module that does not answer must not keep the unit (and its fire
+                # detection) from starting: the fault is reported once the uplink is up.
+                logger.error("output %s could not be switched off at start: %s", name, exc)
+                start_faults.append((name, str(exc)))
         if board.thermal is not None:
             thermal = registry.create("thermal", "thermal", board.thermal, ctx)
         if board.audio is not None:
@@ -72,43 +79,107 @@ def open_devices(board: BoardConfig, ctx: HalContext) -> Devices:
     except BaseException:
         Devices(thermal, outputs, others).close()
         raise
-    return Devices(thermal, outputs, others)
+    return Devices(thermal, outputs, others, start_faults)
 
 
 class UnitRuntime:
     """One pole unit: devices, detection, rules, deterrence, outbox and uplink."""
 
     def __init__(
-        self, board: BoardConfig, site: SiteConfig, ctx: HalContext, data_dir: Path
+        self,
+        board: BoardConfig,
+        site: SiteConfig,
+        ctx: HalContext,
+        data_dir: Path,
+        security_dir: Path | None = None,
     ) -> None:
         self.board, self.site, self.ctx = board, site, ctx
         self.clock = ctx.clock
+        self.data_dir = data_dir
         self.devices = open_devices(board, ctx)
         try:
-            self.outbox = Outbox(data_dir / "outbox.sqlite")
+            self.uplink = Uplink(
+                site.receiver,
+                site.uplink,
+                data_dir,
+                self.clock,
+                self._execute,
+                self._status,
+                security_dir,
+            )
         except BaseException:
             self.devices.close()
             raise
-        self.deterrence = Deterrence(self.devices.outputs, site.deterrence, self.clock)
-        self.sender = Sender(
-            self.outbox, UplinkClient(site.receiver, site.uplink.request_timeout_s), site.uplink
+        self.outbox, self.sender, self.faults = (
+            self.uplink.outbox,
+            self.uplink.sender,
+            self.uplink.faults,
         )
+        audio = self.devices.others.get("audio")
+        self.deterrence = Deterrence(
+            self.devices.outputs,
+            site.deterrence,
+            self.clock,
+            audio=audio if isinstance(audio, AudioPlayer) else None,
+        )
+        self._actuator_faults_seen = 0
+        for name, detail in self.devices.start_faults:
+            self.faults.raise_(protocol.FaultCode.ACTUATOR, name, detail)
         self.engine = RuleEngine(site, self.deterrence, self._commit, self.outbox.next_alarm_id)
         self.fire = FireDetector(site.detection.fire)
-        fast = getattr(self.clock, "fast", False)
+        fast = isinstance(self.clock, SimClock) and self.clock.fast
         self.frames: LatestQueue[ThermalFrame] = LatestQueue(1, lossless=fast)
         self.frames_processed = 0
         self._stop = asyncio.Event()
         self.on_alarm_committed: Callable[[str], None] | None = None
 
     def _commit(self, build: Callable[[int], protocol.Message], priority: int, ref: str) -> int:
-        msg_id = self.outbox.commit(
-            priority, ref, lambda mid: protocol.encode(build(mid)), self.clock.now()
-        )
-        self.sender.notify()
+        msg_id = self.uplink.commit(build, priority, ref)
         if self.on_alarm_committed is not None:
             self.on_alarm_committed(ref)
         return msg_id
+
+    def _status(self) -> UnitStatus:
+        """Health for the next heartbeat; new actuator faults are reported on the way."""
+        self.faults.check_disk(self.data_dir)
+        reported, self._actuator_faults_seen = (
+            self.deterrence.faults[self._actuator_faults_seen :],
+            len(self.deterrence.faults),
+        )
+        for fault in reported:
+            output, _, detail = fault.partition(": ")
+            self.faults.raise_(protocol.FaultCode.ACTUATOR, output, detail)
+        modem = self.devices.others.get("modem")
+        rssi = modem.status().rssi_dbm if isinstance(modem, Modem) else None
+        mode = (protocol.MODE_ARMED if self.engine.armed else 0) | (
+            protocol.MODE_TEST if self.engine.test_mode else 0
+        )
+        return UnitStatus(rssi_dbm=rssi, mode=mode, faults=len(self.faults.open))
+
+    def _execute(
+        self, op: protocol.CommandOp, arg: str | None
+    ) -> tuple[protocol.CommandStatus, str | None]:
+        """Carry out an operator command, within every deterrence limit."""
+        ref = f"{self.site.unit.id}/operator"
+        ok = protocol.CommandStatus.DONE
+        if op == protocol.CommandOp.TRIGGER:
+            if arg not in self.site.deterrence.profiles:
+                known = ", ".join(sorted(self.site.deterrence.profiles)) or "none"
+                return protocol.CommandStatus.REJECTED, f"no profile {arg!r} (have: {known})"
+            actions = self.deterrence.trigger(arg, ref)
+            done = [f"{a.output} {a.seconds:g} s" for a in actions if a.suppressed is None]
+            held = [f"{a.output}: {a.suppressed}" for a in actions if a.suppressed is not None]
+            return ok, "; ".join([", ".join(done) or "nothing switched", *held])
+        if op == protocol.CommandOp.SILENCE:
+            silenced = self.deterrence.silence(ref)
+            return ok, ("silenced " + ", ".join(silenced)) if silenced else "nothing was on"
+        if op in (protocol.CommandOp.ARM, protocol.CommandOp.DISARM):
+            self.engine.set_armed(op == protocol.CommandOp.ARM)
+            return ok, None
+        if op in (protocol.CommandOp.TEST_ON, protocol.CommandOp.TEST_OFF):
+            self.engine.set_test_mode(op == protocol.CommandOp.TEST_ON)
+            return ok, None
+        return protocol.CommandStatus.REJECTED, f"{op.name.lower()} is not supported by this unit"
 
     def request_stop(self) -> None:
         """Ask the runtime to stop (from a signal handler or another task)."""
@@ -124,7 +195,7 @@ class UnitRuntime:
             self.sender.client.uri,
         )
         self.deterrence.start_failsafe()
-        tasks = [asyncio.create_task(self.sender.run(), name="sender")]
+        tasks = [asyncio.create_task(loop) for loop in self.uplink.loops()]
         if self.devices.thermal is not None:
             tasks.append(
                 asyncio.create_task(self._capture(self.devices.thermal, stop_at), name="capture")
@@ -137,15 +208,14 @@ class UnitRuntime:
                 if task is not stop and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             if drain_timeout_s > 0:
-                await self.drain(drain_timeout_s)
+                await self.uplink.drain(drain_timeout_s)
         finally:
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
             self.deterrence.stop()
-            await self.sender.client.close()
+            await self.uplink.close()
             self.devices.close()
-            self.outbox.close()
             logger.info(
                 "unit %s stopped after %d frames (%d dropped)",
                 self.site.unit.id,
@@ -153,21 +223,16 @@ class UnitRuntime:
                 self.frames.dropped,
             )
 
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait until the outbox is empty (every alarm acknowledged) or the timeout passes."""
-        deadline = time.monotonic() + timeout_s
-        while self.outbox.depth() > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return self.outbox.depth() == 0
-
     async def _capture(self, camera: ThermalCamera, stop_at: float | None) -> None:
         while stop_at is None or self.clock.now() < stop_at:
             try:
                 frame = await asyncio.to_thread(camera.read)
             except HardwareError as exc:
                 logger.error("thermal camera: %s; retrying in %g s", exc, CAMERA_RETRY_S)
+                self.faults.raise_(protocol.FaultCode.CAMERA, "thermal", str(exc))
                 await asyncio.sleep(CAMERA_RETRY_S)
                 continue
+            self.faults.clear(protocol.FaultCode.CAMERA, "thermal")
             await self.frames.put(frame)
         await self.frames.join()  # detection has finished the last frame
         self._stop.set()

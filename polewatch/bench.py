@@ -23,6 +23,7 @@ from firmware.detect.fire import FireDetector
 from firmware.hal.base import ThermalFrame
 from firmware.uplink import protocol
 from host_tools.receiver.server import Endpoint, Receiver
+from polewatch.bench_uplink import bench_uplink
 from polewatch.demo import play
 from polewatch.netutil import free_port
 from sim.runner import SimUnit
@@ -39,6 +40,14 @@ UNITS = {
     "demo_alarm_seconds": "s",
     "demo_scenario_wall_seconds": "s",
     "alarm_open_bytes": "B",
+    "alarm_wire_bytes": "B",
+    "alarm_ack_wire_bytes": "B",
+    "heartbeat_wire_bytes": "B",
+    "heartbeat_ack_wire_bytes": "B",
+    "monthly_bytes_per_unit": "B",
+    "receiver_ingest_msgs_per_s": "msg/s",
+    "alarm_latency_p50_ms": "ms",
+    "alarm_latency_p99_ms": "ms",
 }
 
 
@@ -137,6 +146,7 @@ def main() -> int:
     figures.update(bench_frames(args.frames))
     figures.update(bench_sizes())
     figures.update(bench_demo())
+    figures.update(bench_uplink())
     results: dict[str, float] = {}
     if args.out.exists():
         results = json.loads(args.out.read_text())

@@ -80,7 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("var/unit"),
         help="where the outbox lives (default var/unit)",
     )
+    p.add_argument(
+        "--security-dir",
+        type=Path,
+        help="the unit's OSCORE context (default DATA_DIR/oscore), made by 'polewatch provision'",
+    )
     p.add_argument("--scenario", help="sim board only: scenario world to look at (name or path)")
+    _add_logging(p)
+
+    p = sub.add_parser(
+        "provision",
+        help="create a unit's OSCORE keys, for the unit and for the receiver",
+        description="Create a new unit's OSCORE security context pair: one copy for the unit "
+        "(install it as the unit's --security-dir) and one in the receiver's key directory. "
+        "Secrets are written owner-only and never printed.",
+    )
+    p.add_argument("unit_id", metavar="UNIT_ID", help="the unit's id, as in its site config")
+    p.add_argument("--unit-dir", type=Path, required=True, help="where to write the unit's context")
+    p.add_argument(
+        "--receiver-keys",
+        type=Path,
+        default=Path("var"),
+        help="the receiver's key directory (its --keys; default var)",
+    )
     _add_logging(p)
 
     p = sub.add_parser(
@@ -94,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("var/receiver.sqlite"),
         help="SQLite database (default var/receiver.sqlite)",
+    )
+    p.add_argument(
+        "--keys",
+        type=Path,
+        help="directory of the units' OSCORE contexts, units/UNIT/ (default: the database's)",
     )
     p.add_argument(
         "--coap",
@@ -137,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the unit's outbox lives (default var/sim-unit)",
     )
     p.add_argument("--duration", type=float, help="override the scenario's duration (s)")
+    p.add_argument(
+        "--receiver-keys",
+        type=Path,
+        help="the receiver's key directory: provision the unit there if it has no OSCORE context",
+    )
     _add_logging(p)
 
     p = sub.add_parser(
@@ -199,7 +231,7 @@ def cmd_unit(args: argparse.Namespace) -> int:
         ctx.sim_start = ctx.clock.now()
 
     async def main() -> None:
-        runtime = UnitRuntime(board, site, ctx, args.data_dir)
+        runtime = UnitRuntime(board, site, ctx, args.data_dir, args.security_dir)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.request_stop)
@@ -209,15 +241,23 @@ def cmd_unit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provision(args: argparse.Namespace) -> int:
+    """``provision``."""
+    from host_tools.provision.oscore import provision_oscore
+
+    kid = provision_oscore(args.unit_id, args.unit_dir, args.receiver_keys)
+    print(
+        f"unit {args.unit_id}: OSCORE key id {kid.hex()}; unit context in {args.unit_dir}, "
+        f"receiver context in {args.receiver_keys / 'units' / args.unit_id}"
+    )
+    return 0
+
+
 def cmd_receiver(args: argparse.Namespace) -> int:
     """``receiver``."""
     from host_tools.receiver.server import Receiver
 
-    receiver = Receiver(
-        args.db,
-        args.coap,
-        None if args.no_console else args.http,
-    )
+    receiver = Receiver(args.db, args.coap, None if args.no_console else args.http, args.keys)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -238,7 +278,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.scenario import resolve
 
     ep = args.receiver
-    unit = build_sim_unit(resolve(args.scenario), args.data_dir, args.speed, (ep.host, ep.port))
+    unit = build_sim_unit(
+        resolve(args.scenario),
+        args.data_dir,
+        args.speed,
+        (ep.host, ep.port),
+        receiver_keys=args.receiver_keys,
+    )
     stop_at = unit.start + (args.duration or unit.scenario.scenario.duration_s)
 
     async def main() -> None:
@@ -271,6 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "provision": cmd_provision,
     "validate-config": cmd_validate,
     "unit": cmd_unit,
     "receiver": cmd_receiver,
@@ -291,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.log_level, log_file)
     try:
         return COMMANDS[args.command](args)
-    except (PolewatchError, FileNotFoundError) as exc:
+    except (PolewatchError, FileNotFoundError, FileExistsError) as exc:
         print(f"polewatch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

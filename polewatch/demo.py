@@ -42,13 +42,16 @@ class DemoResult:
     committed_wall: dict[str, float] = field(default_factory=dict)
 
 
-def _alarm_line(rec: AlarmRecord, msg: protocol.Alarm, tz: ZoneInfo) -> str:
-    when = dt.datetime.fromtimestamp(msg.time_ms / 1000, tz).strftime("%H:%M:%S")
+def _alarm_line(rec: AlarmRecord, msg: protocol.Message | None, tz: ZoneInfo) -> str:
+    when = dt.datetime.fromtimestamp(rec.updated_at, tz).strftime("%H:%M:%S")
+    what = msg.phase.name if isinstance(msg, protocol.Alarm) else rec.unit_state.upper()
     temp = f" max {rec.max_temp_c:.1f} C" if rec.max_temp_c is not None else ""
-    acts = ", ".join(f"{o} {s} s" for o, s in msg.actions)
+    acts = ", ".join(f"{o} {s} s" for o, s in rec.actions)
+    held = "; ".join(f"{o}: {r}" for o, r in rec.suppressed)
     return (
-        f"[{when}] ALARM {rec.ref} {msg.phase.name} P{rec.priority} {rec.event} "
-        f"zone={rec.zone}{temp}" + (f" actions: {acts}" if acts else "")
+        f"[{when}] ALARM {rec.ref} {what} P{rec.priority} {rec.event} zone={rec.zone}{temp}"
+        + (f" actions: {acts}" if acts else "")
+        + (f" suppressed: {held}" if held else "")
     )
 
 
@@ -64,13 +67,17 @@ async def play(
     """Play the scenario with one simulated unit against a started receiver; check the outcome."""
     committed: dict[str, float] = {}
 
-    def on_alarm(rec: AlarmRecord, msg: protocol.Alarm) -> None:
+    def on_alarm(rec: AlarmRecord, msg: protocol.Message | None) -> None:
         committed.setdefault(rec.ref, time.monotonic())
         if not quiet:
             print(_alarm_line(rec, msg, tz), flush=True)
 
     unit: SimUnit = build_sim_unit(
-        scenario, data_dir / "unit", speed, receiver=(receiver.coap.host, receiver.coap.port)
+        scenario,
+        data_dir / "unit",
+        speed,
+        receiver=(receiver.coap.host, receiver.coap.port),
+        receiver_keys=receiver.keys_dir,
     )
     tz = ZoneInfo(unit.runtime.site.unit.timezone)
     receiver.hooks.append(on_alarm)

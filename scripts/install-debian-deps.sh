@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages polewatch's tests use, if they are missing:
 #   chromium - headless browser for the console tests (driven by Playwright)
+#   socat    - pty pairs for the serial (Modbus RTU, modem, diagnostics) tests
+#   alsa-utils - aplay, for the audio backend's tests (played to ALSA's null device)
 # Needs root (or sudo). Without either it says what to install and carries on: the tests that need
 # a missing package skip with a reason.
 set -u
-packages=(chromium)
+packages=(chromium socat alsa-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

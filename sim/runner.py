@@ -13,6 +13,7 @@ from firmware.hal.base import HistoryEntry
 from firmware.hal.registry import HalContext
 from firmware.hal.sim import SimOutput
 from firmware.runtime import UnitRuntime
+from host_tools.provision.oscore import provision_oscore
 from sim.scenario import Scenario, board_path, load_scenario, site_path
 from sim.sensors import sensor_for
 from sim.world import ParkingLotWorld
@@ -53,8 +54,13 @@ def build_sim_unit(
     speed: float,
     receiver: tuple[str, int] | None = None,
     seed: int | None = None,
+    receiver_keys: Path | None = None,
 ) -> SimUnit:
-    """Load a scenario and its configs and build the unit (not started)."""
+    """Load a scenario and its configs and build the unit (not started).
+
+    With ``receiver_keys`` (the receiver's key directory), a unit that has no OSCORE context yet
+    is provisioned with that receiver, as a technician would before it first reports.
+    """
     scenario = load_scenario(scenario_path)
     board, site = load_pair(board_path(scenario, scenario_path), site_path(scenario, scenario_path))
     if receiver is not None:
@@ -69,7 +75,10 @@ def build_sim_unit(
     ctx = HalContext(
         clock=clock, scene=scene, sensor_factory=sensor_for, sim_start=clock.start, seed=seed
     )
-    runtime = UnitRuntime(board, site, ctx, data_dir)
+    security = data_dir / "oscore"
+    if receiver_keys is not None and not security.exists():
+        provision_oscore(site.unit.id, security, receiver_keys)
+    runtime = UnitRuntime(board, site, ctx, data_dir, security)
     logger.info(
         "scenario %s: %s; %g s simulated from %s at %s",
         info.name,

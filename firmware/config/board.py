@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from firmware.config.base import Strict
 
@@ -109,37 +109,7 @@ VisibleConfig = Annotated[
 ]
 
 
-# --- outputs -----------------------------------------------------------------------------------
-
-OutputKind = Literal["relay", "light", "strobe", "siren"]
-
-
-class OutputSim(Strict):
-    """Simulated output with a recorded history."""
-
-    backend: Literal["sim"]
-    kind: OutputKind
-
-
-class OutputGpio(Strict):
-    """A relay or light on a GPIO pin (gpiozero)."""
-
-    backend: Literal["gpio"]
-    kind: OutputKind
-    pin: GpioPin
-    active_high: bool = True
-
-
-class OutputModbus(Strict):
-    """A coil of a Modbus relay module (pymodbus)."""
-
-    backend: Literal["modbus"]
-    kind: OutputKind
-    bus: Name
-    coil: Annotated[int, Field(ge=0, le=65535)]
-
-
-OutputConfig = Annotated[OutputSim | OutputGpio | OutputModbus, Field(discriminator="backend")]
+# --- Modbus buses ----------------------------------------------------------------------------
 
 
 class ModbusRtu(Strict):
@@ -167,6 +137,82 @@ class ModbusTcp(Strict):
 
 
 ModbusBus = Annotated[ModbusRtu | ModbusTcp, Field(discriminator="transport")]
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+OutputKind = Literal["relay", "light", "strobe", "siren"]
+
+
+class OutputSim(Strict):
+    """Simulated output with a recorded history."""
+
+    backend: Literal["sim"]
+    kind: OutputKind
+
+
+class OutputGpio(Strict):
+    """A relay or light on a GPIO pin (gpiozero); a light may be dimmed by PWM."""
+
+    backend: Literal["gpio"]
+    kind: OutputKind
+    pin: GpioPin
+    active_high: bool = True
+    pwm: bool = False  # drive a light's dimmer input by PWM instead of switching it
+    brightness: Annotated[float, Field(gt=0, le=1)] = 1.0  # pwm: duty cycle when on
+    frequency_hz: Annotated[int, Field(ge=10, le=20000)] = 200  # pwm: frequency
+
+    @model_validator(mode="after")
+    def verify_pwm(self) -> OutputGpio:
+        """PWM is for lights; its settings need it switched on."""
+        errors: list[str] = []
+        if self.pwm and self.kind != "light":
+            errors.append(f'pwm: PWM dimming is for kind = "light", not {self.kind!r}')
+        for key in ("brightness", "frequency_hz"):
+            if key in self.model_fields_set and not self.pwm:
+                errors.append(f"{key}: only with pwm = true")
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+
+class OutputJetson(Strict):
+    """A relay, light, strobe or siren on a Jetson header pin (Jetson.GPIO)."""
+
+    backend: Literal["jetson"]
+    kind: OutputKind
+    pin: Annotated[int, Field(ge=0, le=40)]
+    numbering: Literal["board", "bcm"] = "board"  # header pin numbers, or Broadcom-style
+    active_high: bool = True
+
+    @model_validator(mode="after")
+    def verify_pin(self) -> OutputJetson:
+        """Header pins are 1-40; BCM-style numbers 0-27."""
+        low, high = (1, 40) if self.numbering == "board" else (0, 27)
+        if not low <= self.pin <= high:
+            raise ValueError(f"pin: {self.numbering} pin numbers are {low}-{high}")
+        return self
+
+
+class OutputModbus(Strict):
+    """A coil of a Modbus relay module (pymodbus)."""
+
+    backend: Literal["modbus"]
+    kind: OutputKind
+    bus: Name
+    coil: Annotated[int, Field(ge=0, le=65535)]
+    # The bus's settings, attached when the board config is validated (see BoardConfig).
+    _bus: ModbusRtu | ModbusTcp | None = PrivateAttr(default=None)
+
+    @property
+    def bus_config(self) -> ModbusRtu | ModbusTcp | None:
+        """The ``[modbus.BUS]`` table this coil is on (None outside a validated board)."""
+        return self._bus
+
+
+OutputConfig = Annotated[
+    OutputSim | OutputGpio | OutputModbus | OutputJetson, Field(discriminator="backend")
+]
 
 
 # --- audio and modem ---------------------------------------------------------------------------
@@ -224,19 +270,23 @@ class BoardConfig(Strict):
         errors: list[str] = []
         if self.thermal is None and self.visible is None:
             errors.append("board: at least one of [thermal] or [visible] is required")
-        pins: dict[int, str] = {}
+        pins: dict[tuple[str, int], str] = {}
 
-        def claim_pin(pin: int, where: str) -> None:
-            if pin in pins:
-                errors.append(f"{where}: GPIO pin {pin} is already used by {pins[pin]}")
+        def claim_pin(pin: int, where: str, space: str = "GPIO pin") -> None:
+            if (space, pin) in pins:
+                errors.append(f"{where}: {space} {pin} is already used by {pins[space, pin]}")
             else:
-                pins[pin] = where
+                pins[space, pin] = where
 
         coils: dict[tuple[str, int], str] = {}
         for name, out in self.outputs.items():
             where = f"outputs.{name}"
+            if name == "voice":
+                errors.append(f"{where}: the name 'voice' is kept for voice clips")
             if isinstance(out, OutputGpio):
                 claim_pin(out.pin, f"{where}.pin")
+            elif isinstance(out, OutputJetson):
+                claim_pin(out.pin, f"{where}.pin", f"Jetson {out.numbering} pin")
             elif isinstance(out, OutputModbus):
                 if out.bus not in self.modbus:
                     known = ", ".join(sorted(self.modbus)) or "none"
@@ -249,6 +299,7 @@ class BoardConfig(Strict):
                     )
                 else:
                     coils[key] = f"{where}.coil"
+                out._bus = self.modbus.get(out.bus)  # the backend opens the bus from these
         if isinstance(self.modem, ModemAt) and self.modem.power_key_pin is not None:
             claim_pin(self.modem.power_key_pin, "modem.power_key_pin")
         ports: dict[str, str] = {}

@@ -84,7 +84,8 @@ def format_errors(path: Path, exc: ValidationError, data: Any) -> list[str]:
 def validate_model(model: type[M], data: dict[str, Any], path: Path) -> M:
     """Validate parsed data against a model; raise :class:`ConfigError` listing every problem."""
     try:
-        return model.model_validate(data)
+        # Files a config names (voice clips) are relative to the config's folder.
+        return model.model_validate(data, context={"config_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError("\n".join(format_errors(path, exc, data))) from None
 
@@ -110,7 +111,13 @@ def cross_check(board: BoardConfig, site: SiteConfig, site_path: Path) -> None:
             )
     for pname, profile in site.deterrence.profiles.items():
         for j, step in enumerate(profile.steps):
-            if step.output not in board.outputs:
+            if step.output is None:
+                if board.audio is None:
+                    errors.append(
+                        f"deterrence.profiles.{pname}.steps[{j}].voice: the board has no "
+                        "[audio] player for voice clips"
+                    )
+            elif step.output not in board.outputs:
                 errors.append(
                     f"deterrence.profiles.{pname}.steps[{j}].output: the board has no "
                     f"output {step.output!r} (it has: {outputs})"

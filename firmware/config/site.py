@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import zoneinfo
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from shapely.geometry import Polygon
 
 from firmware.config.base import Strict
 from firmware.config.board import Name
+from firmware.errors import ConfigError
+from firmware.hal.audio import clip_seconds
+from firmware.rules.schedule import TimeSpec, parse_time_spec
 
 logger = logging.getLogger(__name__)
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]  # [u, v] in pixels
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+VOICE = "voice"  # the audio player's name in profiles' actions, limits and logs
 
 
 class UnitInfo(Strict):
@@ -95,19 +100,134 @@ class Zone(Strict):
         return value
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Window(Strict):
+    """One weekly window: starts on each of ``days`` at ``start``, ends at the next ``end``."""
+
+    days: Annotated[list[Day], Field(min_length=1, max_length=7)] = Field(
+        default_factory=lambda: list(ALL_DAYS)
+    )
+    start: str  # "22:00", or relative to the sun: "sunset+30min"
+    end: str  # "05:00", "sunrise-15min"; at or before start means the next day
+
+    @model_validator(mode="after")
+    def verify_times(self) -> Window:
+        """Both ends parse; a clock window is not empty; no day twice."""
+        errors: list[str] = []
+        specs: list[TimeSpec] = []
+        for key in ("start", "end"):
+            try:
+                specs.append(parse_time_spec(getattr(self, key)))
+            except ValueError as exc:
+                errors.append(f"{key}: {exc}")
+        if len(specs) == 2 and specs[0] == specs[1]:
+            errors.append("end: the window would be empty (end equals start)")
+        if len(set(self.days)) != len(self.days):
+            errors.append("days: a day is listed twice")
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @property
+    def sun_relative(self) -> bool:
+        """Whether either end is a sun event (needs the unit's coordinates)."""
+        return any(parse_time_spec(t).event is not None for t in (self.start, self.end))
+
+
+class Schedule(Strict):
+    """``[schedules.NAME]``: weekly windows in the site's time zone."""
+
+    windows: Annotated[list[Window], Field(min_length=1, max_length=16)]
+
+
 class OutputLimits(Strict):
     """``[deterrence.limits.OUTPUT]``: what no rule or command may exceed for that output."""
 
     max_on_s: Seconds
     cooldown_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    # At most this many seconds on in any rolling hour (None: no duty-cycle limit).
+    max_s_per_hour: Annotated[float, Field(gt=0, le=3600)] | None = None
+    # Whether quiet hours silence it; None: sirens are audible, other kinds are not.
+    audible: bool | None = None
+
+
+class VoiceLimits(OutputLimits):
+    """``[deterrence.voice]``: the same limits for voice clips (always audible)."""
+
+    max_on_s: Seconds = 60.0
+
+    @model_validator(mode="after")
+    def verify_audible(self) -> VoiceLimits:
+        """Quiet hours always hold voice clips back."""
+        if self.audible is False:
+            raise ValueError("audible: voice clips are always audible")
+        return self
+
+
+class StrobePattern(Strict):
+    """A flashing pattern: ``on_s`` on, ``off_s`` off, repeated for the step's duration."""
+
+    on_s: Annotated[float, Field(ge=0.05, le=60)]
+    off_s: Annotated[float, Field(ge=0.05, le=60)]
 
 
 class ProfileStep(Strict):
-    """One step of a deterrence profile."""
+    """One step of a deterrence profile: an output (steady or flashing), or a voice clip."""
 
-    output: Name
+    output: Name | None = None
+    voice: str | None = None  # a WAV clip, relative to the site config's folder
     at_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
     for_s: Seconds | None = None  # None: until the output's max_on_s
+    pattern: StrobePattern | None = None  # flash instead of steady light
+    repeat: Annotated[int, Field(ge=1, le=10)] = 1  # voice: times the clip is played
+    gap_s: Annotated[float, Field(ge=0, le=60)] = 1.0  # voice: silence between repeats
+    _clip_s: float = PrivateAttr(default=0.0)
+
+    @model_validator(mode="after")
+    def verify_kind(self, info: ValidationInfo) -> ProfileStep:
+        """Exactly one of output and voice; a clip exists and is a WAV aplay can play."""
+        errors: list[str] = []
+        if (self.output is None) == (self.voice is None):
+            errors.append("output: a step has exactly one of output or voice")
+        if self.output is not None:
+            for key in ("repeat", "gap_s"):
+                if key in self.model_fields_set:
+                    errors.append(f"{key}: only for voice steps")
+        if self.voice is not None:
+            for key in ("for_s", "pattern"):
+                if key in self.model_fields_set:
+                    errors.append(f"{key}: a voice step lasts as long as its clip (see repeat)")
+            base = (info.context or {}).get("config_dir") if info else None
+            path = Path(self.voice).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            try:
+                self._clip_s = clip_seconds(path)
+            except ConfigError as exc:
+                errors.append(f"voice: {exc}")
+            else:
+                object.__setattr__(self, "voice", str(path.resolve()))
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @property
+    def channel(self) -> str:
+        """The output name, or ``voice`` for a clip."""
+        return self.output if self.output is not None else VOICE
+
+    @property
+    def clip_s(self) -> float:
+        """A voice clip's length in seconds (0 for output steps)."""
+        return self._clip_s
+
+    @property
+    def voice_s(self) -> float:
+        """How long a voice step plays, repeats and gaps included."""
+        return self.repeat * self._clip_s + (self.repeat - 1) * self.gap_s
 
 
 class Profile(Strict):
@@ -121,14 +241,26 @@ class DeterrenceConfig(Strict):
 
     limits: dict[Name, OutputLimits] = Field(default_factory=dict)
     profiles: dict[Name, Profile] = Field(default_factory=dict)
+    voice: VoiceLimits = VoiceLimits()
+    quiet_hours: Name | None = None  # a schedule: no siren or voice clip inside it
+
+
+EventName = Literal[
+    "fire", "person", "vehicle", "loitering", "gathering", "person_down", "motion_night", "tamper"
+]
+ClassName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_ -]{0,31}$")]
 
 
 class Rule(Strict):
     """``[[rules]]``: when an event happens in a zone, raise an alarm and maybe deter."""
 
     name: Name
-    event: Literal["fire"]
+    event: EventName
+    classes: Annotated[list[ClassName], Field(max_length=16)] = Field(default_factory=list)
     zones: Annotated[list[Name], Field(min_length=1)]
+    schedule: Name | None = None  # only inside this schedule's windows
+    min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    min_count: Annotated[int, Field(ge=1, le=1000)] = 1
     priority: Annotated[int, Field(ge=1, le=9)]
     profile: Name | None = None
 
@@ -141,19 +273,42 @@ class SiteConfig(Strict):
     uplink: UplinkConfig = UplinkConfig()
     detection: DetectionConfig = DetectionConfig()
     zones: dict[Name, Zone] = Field(default_factory=dict)
+    schedules: dict[Name, Schedule] = Field(default_factory=dict)
     deterrence: DeterrenceConfig = DeterrenceConfig()
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def verify_references(self) -> SiteConfig:
-        """Rules name zones and profiles that exist; every output a profile uses has limits."""
+        """Rules name zones, schedules and profiles that exist; profiles keep within limits."""
         errors: list[str] = []
         names: set[str] = set()
+        schedules = ", ".join(sorted(self.schedules)) or "none"
+        has_place = self.unit.latitude is not None and self.unit.longitude is not None
+        for sname, sched in self.schedules.items():
+            for j, window in enumerate(sched.windows):
+                if window.sun_relative and not has_place:
+                    errors.append(
+                        f"schedules.{sname}.windows[{j}]: times relative to the sun need "
+                        "unit.latitude and unit.longitude"
+                    )
+        if VOICE in self.deterrence.limits:
+            errors.append(
+                f"deterrence.limits.{VOICE}: voice clips have their limits in [deterrence.voice]"
+            )
+        quiet = self.deterrence.quiet_hours
+        if quiet is not None and quiet not in self.schedules:
+            errors.append(f"deterrence.quiet_hours: no schedule {quiet!r} (defined: {schedules})")
         for i, rule in enumerate(self.rules):
             where = f"rules[{i}]"
             if rule.name in names:
                 errors.append(f"{where}.name: rule name {rule.name!r} is used twice")
             names.add(rule.name)
+            if rule.schedule is not None and rule.schedule not in self.schedules:
+                errors.append(
+                    f"{where}.schedule: no schedule {rule.schedule!r} (defined: {schedules})"
+                )
+            if rule.event == "fire" and rule.classes:
+                errors.append(f"{where}.classes: fire events have no classes")
             for j, zone in enumerate(rule.zones):
                 if zone not in self.zones:
                     known = ", ".join(sorted(self.zones)) or "none"
@@ -164,8 +319,26 @@ class SiteConfig(Strict):
                     f"{where}.profile: no deterrence profile {rule.profile!r} (defined: {known})"
                 )
         for pname, profile in self.deterrence.profiles.items():
+            spans: dict[str, list[tuple[float, float, int]]] = {}
             for j, step in enumerate(profile.steps):
                 where = f"deterrence.profiles.{pname}.steps[{j}]"
+                limits_of = self.deterrence.limits.get(step.channel)
+                length = step.voice_s if step.output is None else step.for_s
+                if length is None:
+                    length = limits_of.max_on_s if limits_of is not None else 0.0
+                for start, end, k in spans.get(step.channel, []):
+                    if step.at_s < end and start < step.at_s + length:
+                        errors.append(f"{where}.at_s: overlaps steps[{k}] on {step.channel}")
+                        break
+                spans.setdefault(step.channel, []).append((step.at_s, step.at_s + length, j))
+                if step.output is None:
+                    voice_max = self.deterrence.voice.max_on_s
+                    if step.voice_s > voice_max:
+                        errors.append(
+                            f"{where}.voice: plays {step.voice_s:g} s (repeats included), more "
+                            f"than deterrence.voice.max_on_s of {voice_max:g} s"
+                        )
+                    continue
                 limits = self.deterrence.limits.get(step.output)
                 if limits is None:
                     errors.append(

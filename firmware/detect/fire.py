@@ -77,8 +77,7 @@ class FireDetector:
                 if sl is None or area < self.config.min_area_px:
                     continue
                 box = (sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1)
-                match = next((p for p in previous if _overlaps(p.box, box, _MATCH_MARGIN_PX)),
-                             None)  # fmt: skip
+                match = next((p for p in previous if _overlaps(p.box, box, _MATCH_MARGIN_PX)), None)
                 if match is not None:
                     previous.remove(match)  # one blob continues one spot
                 current.append(self._seen(match, box, int(area), float(tmax), frame))
@@ -88,15 +87,30 @@ class FireDetector:
         self._spots = current
         return [s for s in seen_now if s.confirmed]
 
-    def _seen(self, match: HotSpot | None, box: Box, area: int, tmax: float,
-              frame: ThermalFrame) -> HotSpot:  # fmt: skip
+    def _seen(
+        self, match: HotSpot | None, box: Box, area: int, tmax: float, frame: ThermalFrame
+    ) -> HotSpot:
         need = self.config.persistence_frames
         if match is None:
             return HotSpot(next(self._ids), box, area, tmax, frame.t, 1, need <= 1, frame.t)
         seen = match.frames_seen + 1
-        spot = replace(match, box=box, area_px=area, max_temp_c=tmax, frames_seen=seen,
-                       confirmed=seen >= need, last_t=frame.t)  # fmt: skip
+        spot = replace(
+            match,
+            box=box,
+            area_px=area,
+            max_temp_c=tmax,
+            frames_seen=seen,
+            confirmed=seen >= need,
+            last_t=frame.t,
+        )
         if spot.confirmed and not match.confirmed:
-            logger.info("frame %d: hot spot %d confirmed after %d frames: box=%s area=%dpx "
-                        "max=%.1fC", frame.index, spot.spot_id, seen, box, area, tmax)  # fmt: skip
+            logger.info(
+                "frame %d: hot spot %d confirmed after %d frames: box=%s area=%dpx max=%.1fC",
+                frame.index,
+                spot.spot_id,
+                seen,
+                box,
+                area,
+                tmax,
+            )
         return spot

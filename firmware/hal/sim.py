@@ -174,7 +174,6 @@ class SimModem(Modem):
 
     def status(self) -> ModemStatus:
         """Report the simulated link, and record the query."""
-        status = ModemStatus(self.registered, "SIM-NET" if self.registered else None,
-                             self.rssi_dbm)  # fmt: skip
+        status = ModemStatus(self.registered, "SIM-NET" if self.registered else None, self.rssi_dbm)
         self.history.record(self.clock.now(), "status", status)
         return status

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, msg_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands_seen (command_id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -68,11 +69,31 @@ class Outbox:
         ).fetchone()
         return int(row[0])
 
-    def next_alarm_id(self) -> int:
-        """Allocate an alarm id (committed at once, never reused)."""
+    def _allocate(self, name: str) -> int:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            return self._next("alarm")
+            return self._next(name)
+
+    def next_alarm_id(self) -> int:
+        """Allocate an alarm id (committed at once, never reused)."""
+        return self._allocate("alarm")
+
+    def next_fault_id(self) -> int:
+        """Allocate a fault id (committed at once, never reused)."""
+        return self._allocate("fault")
+
+    def next_msg_id(self) -> int:
+        """Allocate a message id for a message that is not queued (a heartbeat)."""
+        return self._allocate("msg")
+
+    def first_sight_of_command(self, command_id: int) -> bool:
+        """Record a command id; False when it was recorded before (already carried out)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO commands_seen (command_id, at) VALUES (?, julianday('now'))",
+                (command_id,),
+            )
+        return cur.rowcount == 1
 
     def commit(self, priority: int, ref: str, build: Callable[[int], bytes], now: float) -> int:
         """Allocate a message id, build the payload with it, and commit both; return the id."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import cbor2
@@ -23,19 +23,24 @@ VERSION = 1
 CONTENT_FORMAT_CBOR = 60  # application/cbor, RFC 7049 / IANA CoAP content-formats
 MAX_MESSAGE_BYTES = 1024  # larger than any valid message; anything bigger is refused unread
 
-# Envelope keys, shared by every message kind.
-K_VERSION, K_KIND, K_UNIT, K_MSG_ID, K_TIME = 0, 1, 2, 3, 4
+# Envelope keys, shared by every message kind. The unit's identity is not among them: OSCORE's
+# security context says who sent a message, so a payload cannot claim to be another unit.
+K_VERSION, K_KIND, K_MSG_ID, K_TIME = 0, 1, 2, 3
 
 
 class Kind(enum.IntEnum):
     """Message kinds (key 1)."""
 
     ALARM = 1
+    HEARTBEAT = 2
+    FAULT = 3
+    RESTORE = 4
+    COMMAND_RESULT = 5
     ACK = 16
 
 
 class Phase(enum.IntEnum):
-    """Where an alarm message stands in the alarm's lifecycle (key 11)."""
+    """Where an alarm message stands in the alarm's lifecycle (key 5 of an alarm)."""
 
     OPEN = 0
     UPDATE = 1
@@ -43,7 +48,7 @@ class Phase(enum.IntEnum):
 
 
 class EventKind(enum.IntEnum):
-    """What the unit saw (key 12). Codes are stable; new kinds get new numbers."""
+    """What the unit saw (key 6 of an alarm). Codes are stable; new kinds get new numbers."""
 
     FIRE = 1
     PERSON = 2
@@ -61,6 +66,38 @@ class AckStatus(enum.IntEnum):
 
     STORED = 0
     DUPLICATE = 1
+
+
+class FaultCode(enum.IntEnum):
+    """What is wrong (key 5 of a fault or restore)."""
+
+    CAMERA = 1  # no frames, frozen frames, values out of range
+    ACTUATOR = 2  # an output did not switch
+    DISK_LOW = 3  # the outbox's disk is nearly full
+    MODEM = 4  # the LTE modem is not registered or does not answer
+    CONFIG = 5  # a new config was rejected; the unit runs on its last good one
+    CLOCK = 6  # the unit's clock is far from the receiver's
+
+
+class CommandOp(enum.IntEnum):
+    """What an operator asks a unit to do (second element of a command)."""
+
+    TRIGGER = 1  # run a deterrence profile (argument: its name)
+    SILENCE = 2  # switch every output off now
+    ARM = 3
+    DISARM = 4
+    TEST_ON = 5  # rules evaluated and reported, outputs not switched
+    TEST_OFF = 6
+    CONFIG_UPDATE = 7  # fetch and apply a new site config (argument: its version)
+
+
+class CommandStatus(enum.IntEnum):
+    """How a command went (key 5 of a command result)."""
+
+    DONE = 0
+    REJECTED = 1  # not valid on this unit (unknown profile, bad argument)
+    FAILED = 2  # valid, but carrying it out failed
+    EXPIRED = 3  # arrived after its expiry time
 
 
 # A field's checker takes the raw CBOR value and returns it (possibly converted) or raises.
@@ -106,6 +143,41 @@ def _enum(cls: type[enum.IntEnum]) -> Checker:
     return check
 
 
+def _flag(v: Any) -> bool:
+    if v is not True:
+        raise ValueError(f"expected true (absent means false), got {v!r}")
+    return True
+
+
+def _pairs(second: Checker, what: str) -> Checker:
+    def check(v: Any) -> tuple[tuple[str, Any], ...]:
+        if not isinstance(v, list) or len(v) > 16:
+            raise ValueError(f"expected a list of at most 16 [output, {what}] pairs, got {v!r}")
+        out = []
+        for item in v:
+            if not isinstance(item, list) or len(item) != 2:
+                raise ValueError(f"expected [output, {what}], got {item!r}")
+            out.append((_text(32)(item[0]), second(item[1])))
+        return tuple(out)
+
+    return check
+
+
+def _commands(v: Any) -> tuple[Command, ...]:
+    if not isinstance(v, list) or len(v) > 8:
+        raise ValueError(f"expected a list of at most 8 commands, got {v!r}")
+    out = []
+    for item in v:
+        if not isinstance(item, list) or len(item) not in (3, 4):
+            raise ValueError(f"expected [id, op, ttl-s] or [id, op, ttl-s, arg], got "
+                             f"{item!r}")  # fmt: skip
+        arg = _text(64)(item[3]) if len(item) == 4 else None
+        out.append(
+            Command(_uint()(item[0]), _enum(CommandOp)(item[1]), _uint(0, 86400)(item[2]), arg)
+        )
+    return tuple(out)
+
+
 def _box(v: Any) -> tuple[int, int, int, int]:
     if not isinstance(v, list) or len(v) != 4:
         raise ValueError(f"expected [u0, v0, u1, v1], got {v!r}")
@@ -115,33 +187,44 @@ def _box(v: Any) -> tuple[int, int, int, int]:
     return (u0, v0, u1, v1)
 
 
-def _actions(v: Any) -> tuple[tuple[str, int], ...]:
-    if not isinstance(v, list) or len(v) > 16:
-        raise ValueError(f"expected a list of at most 16 [output, seconds] pairs, got {v!r}")
-    out = []
-    for item in v:
-        if not isinstance(item, list) or len(item) != 2:
-            raise ValueError(f"expected [output, seconds], got {item!r}")
-        out.append((_text(32)(item[0]), _uint(0, 86400)(item[1])))
-    return tuple(out)
-
-
-_UNIT_ID = _text(64)
 _MSG_ID = _uint()
 _TIME_MS = _uint()
 
 
 @dataclass(frozen=True)
+class Command:
+    """An operator command riding on an acknowledgement: ``[id, op, ttl-s, ? arg]``.
+
+    ``ttl_s`` is how long the command stays valid from now: relative, so that a unit whose clock
+    is off still judges it right.
+    """
+
+    command_id: int
+    op: CommandOp
+    ttl_s: int
+    arg: str | None = None
+
+    def to_wire(self) -> list[Any]:
+        """The command as a CBOR array."""
+        out: list[Any] = [self.command_id, int(self.op), self.ttl_s]
+        return out if self.arg is None else [*out, self.arg]
+
+
+@dataclass(frozen=True)
 class Message:
-    """Base of every message: the envelope fields."""
+    """Base of every message: the envelope fields.
+
+    ``unit_id`` is not sent: the receiver fills it in from the OSCORE security context that
+    verified the message, and the unit knows it from its site config.
+    """
 
     KIND: ClassVar[Kind]
     # key -> (attribute, checker, required); subclasses extend it.
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {}
 
-    unit_id: str
     msg_id: int
     time_ms: int
+    unit_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,16 +233,18 @@ class Alarm(Message):
 
     KIND: ClassVar[Kind] = Kind.ALARM
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
-        10: ("alarm_id", _uint(), True),
-        11: ("phase", _enum(Phase), True),
-        12: ("event", _enum(EventKind), True),
-        13: ("priority", _uint(1, 9), True),
-        14: ("zone", _text(32), True),
-        15: ("rule", _text(32), False),
-        16: ("max_temp_dc", _int(-2732, 20000), False),
-        17: ("box", _box, False),
-        18: ("actions", _actions, False),
-        19: ("started_ms", _uint(), False),
+        4: ("alarm_id", _uint(), True),
+        5: ("phase", _enum(Phase), True),
+        6: ("event", _enum(EventKind), True),
+        7: ("priority", _uint(1, 9), True),
+        8: ("zone", _text(32), True),
+        9: ("rule", _text(32), False),
+        10: ("max_temp_dc", _int(-2732, 20000), False),
+        11: ("box", _box, False),
+        12: ("actions", _pairs(_uint(0, 86400), "seconds"), False),
+        13: ("suppressed", _pairs(_text(64), "reason"), False),
+        14: ("started_ms", _uint(), False),
+        15: ("test", _flag, False),
     }
 
     alarm_id: int = 0
@@ -170,8 +255,14 @@ class Alarm(Message):
     rule: str | None = None
     max_temp_dc: int | None = None  # deci-degrees Celsius, so 1234 is 123.4 C
     box: tuple[int, int, int, int] | None = None
-    actions: tuple[tuple[str, int], ...] = field(default_factory=tuple)
-    started_ms: int | None = None
+    actions: tuple[tuple[str, int], ...] = ()  # outputs switched and for how long
+    suppressed: tuple[tuple[str, str], ...] = ()  # outputs a limit held back, and why
+    started_ms: int | None = None  # when the alarm opened; absent on the wire when == time_ms
+    test: bool = False  # raised in test mode: outputs were not switched
+
+    def __post_init__(self) -> None:
+        if self.started_ms is None:
+            object.__setattr__(self, "started_ms", self.time_ms)
 
     @property
     def ref(self) -> str:
@@ -180,18 +271,112 @@ class Alarm(Message):
 
 
 @dataclass(frozen=True)
+class Heartbeat(Message):
+    """The unit is alive; says when the next heartbeat is due, and its health."""
+
+    KIND: ClassVar[Kind] = Kind.HEARTBEAT
+    BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
+        4: ("next_due_s", _uint(1, 86400), True),
+        5: ("reporting_s", _uint(1, 86400), False),
+        6: ("queued", _uint(0, 2**32 - 1), False),
+        7: ("rssi_dbm", _int(-150, 0), False),
+        8: ("drift_ms", _int(-(2**40), 2**40), False),
+        9: ("mode", _uint(0, 255), False),
+        10: ("faults", _uint(0, 255), False),
+    }
+
+    next_due_s: int = 60
+    reporting_s: int | None = None  # silence longer than this means offline
+    queued: int | None = None  # messages in the outbox
+    rssi_dbm: int | None = None
+    drift_ms: int | None = None  # unit clock minus receiver clock, from the last acknowledgement
+    mode: int | None = None  # MODE_* bits
+    faults: int | None = None  # faults open on the unit
+
+
+MODE_ARMED = 1
+MODE_TEST = 2
+
+
+@dataclass(frozen=True)
+class Fault(Message):
+    """Something on the unit broke (camera, output, disk, modem, config, clock)."""
+
+    KIND: ClassVar[Kind] = Kind.FAULT
+    BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
+        4: ("fault_id", _uint(), True),
+        5: ("code", _enum(FaultCode), True),
+        6: ("subject", _text(32), False),
+        7: ("detail", _text(120), False),
+    }
+
+    fault_id: int = 0
+    code: FaultCode = FaultCode.CAMERA
+    subject: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Restore(Message):
+    """A fault reported earlier is over."""
+
+    KIND: ClassVar[Kind] = Kind.RESTORE
+    BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
+        4: ("fault_id", _uint(), True),
+        5: ("code", _enum(FaultCode), True),
+        6: ("subject", _text(32), False),
+    }
+
+    fault_id: int = 0
+    code: FaultCode = FaultCode.CAMERA
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult(Message):
+    """How an operator command went on the unit."""
+
+    KIND: ClassVar[Kind] = Kind.COMMAND_RESULT
+    BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
+        4: ("command_id", _uint(), True),
+        5: ("status", _enum(CommandStatus), True),
+        6: ("detail", _text(120), False),
+    }
+
+    command_id: int = 0
+    status: CommandStatus = CommandStatus.DONE
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class Ack(Message):
-    """The receiver's acknowledgement: it has committed message ``msg_id`` of ``unit_id``."""
+    """The receiver's answer: it has committed message ``msg_id``; commands may ride along.
+
+    ``time_ms`` is the receiver's clock, so that the unit can report its drift.
+    """
 
     KIND: ClassVar[Kind] = Kind.ACK
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
         5: ("status", _enum(AckStatus), True),
+        6: ("commands", _commands, False),
     }
 
     status: AckStatus = AckStatus.STORED
+    commands: tuple[Command, ...] = ()
 
 
-_BY_KIND: dict[Kind, type[Message]] = {cls.KIND: cls for cls in (Alarm, Ack)}
+UPLINK_KINDS = (Alarm, Heartbeat, Fault, Restore, CommandResult)
+_BY_KIND: dict[Kind, type[Message]] = {cls.KIND: cls for cls in (*UPLINK_KINDS, Ack)}
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, enum.IntEnum):
+        return int(value)
+    if isinstance(value, Command):
+        return value.to_wire()
+    if isinstance(value, tuple):
+        return [_wire(v) for v in value]
+    return value
 
 
 def encode(msg: Message) -> bytes:
@@ -199,24 +384,26 @@ def encode(msg: Message) -> bytes:
     data: dict[int, Any] = {
         K_VERSION: VERSION,
         K_KIND: int(msg.KIND),
-        K_UNIT: msg.unit_id,
         K_MSG_ID: msg.msg_id,
         K_TIME: msg.time_ms,
     }
     for key, (attr, _check, required) in msg.BODY.items():
         value = getattr(msg, attr)
-        if value is None or (not required and value == ()):
+        if not required and (value is None or value == () or value is False):
             continue
-        if isinstance(value, tuple):
-            value = [list(v) if isinstance(v, tuple) else v for v in value]
-        data[key] = int(value) if isinstance(value, enum.IntEnum) else value
+        if attr == "started_ms" and value == msg.time_ms:
+            continue  # an open's start is its time: say it once
+        data[key] = _wire(value)
     raw: bytes = cbor2.dumps(data, canonical=True)
     decode(raw)  # never send what the other end would refuse
     return raw
 
 
-def decode(raw: bytes) -> Message:
-    """Decode and validate one message; raise :class:`ProtocolError` saying what is wrong."""
+def decode(raw: bytes, unit_id: str = "") -> Message:
+    """Decode and validate one message; raise :class:`ProtocolError` saying what is wrong.
+
+    ``unit_id`` is who sent it, as the OSCORE context that verified it says.
+    """
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
@@ -234,7 +421,6 @@ def decode(raw: bytes) -> Message:
         raise ProtocolError(f"key 1 (kind): unknown message kind {data.get(K_KIND)!r}") from None
     cls = _BY_KIND[kind]
     envelope = {
-        K_UNIT: ("unit_id", _UNIT_ID, True),
         K_MSG_ID: ("msg_id", _MSG_ID, True),
         K_TIME: ("time_ms", _TIME_MS, True),
     }
@@ -253,7 +439,7 @@ def decode(raw: bytes) -> Message:
             values[attr] = check(data[key])
         except ValueError as exc:
             raise ProtocolError(f"{kind.name.lower()}: key {key} ({attr}): {exc}") from None
-    return cls(**values)
+    return cls(unit_id=unit_id, **values)
 
 
 def message_fields(cls: type[Message]) -> list[str]:

@@ -16,13 +16,14 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from firmware.errors import StorageError
+from firmware.uplink.protocol import CommandOp
 from host_tools.receiver.bus import EventBus
-from host_tools.receiver.store import ReceiverStore
+from host_tools.receiver.store import CommandRecord, ReceiverStore
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +125,36 @@ class _Hub:
 _STORE = web.AppKey("store", ReceiverStore)
 _HUB = web.AppKey("hub", _Hub)
 _KEEPALIVE = web.AppKey("keepalive_s", float)
+_OPS = {op.name.lower().replace("_", "-"): op for op in CommandOp}
+MAX_TTL_S = 86400.0
+
+
+class Commander(Protocol):
+    """Queues operator commands for units (the receiver does)."""
+
+    def queue_command(
+        self, unit_id: str, op: CommandOp, arg: str | None = None, ttl_s: float = 600.0
+    ) -> CommandRecord:
+        """Queue one command; it rides on the unit's next acknowledgement."""
+        ...
+
+
+_COMMANDER = web.AppKey("commander", Commander)
 
 
 def create_app(
-    store: ReceiverStore, bus: EventBus, *, keepalive_s: float = KEEPALIVE_S
+    store: ReceiverStore,
+    bus: EventBus,
+    commander: Commander | None = None,
+    *,
+    keepalive_s: float = KEEPALIVE_S,
 ) -> web.Application:
     """The console's web application, serving alarms from ``store`` and live events from ``bus``."""
     app = web.Application(middlewares=[_errors])
     app[_STORE] = store
+    if commander is not None:
+        app[_COMMANDER] = commander
+        app.router.add_post("/api/units/{unit}/commands", _queue_command)
     app[_HUB] = _Hub(bus)
     app[_KEEPALIVE] = keepalive_s
     app.router.add_get("/", _index)
@@ -139,6 +162,8 @@ def create_app(
     app.router.add_get("/api/alarms", _alarms)
     app.router.add_get("/api/alarms/{id}", _alarm)
     app.router.add_get("/api/events", _events)
+    app.router.add_get("/api/units", _units)
+    app.router.add_get("/api/commands", _commands)
     app.router.add_static("/static", STATIC_DIR)
     app.cleanup_ctx.append(_forwarder)
     app.on_shutdown.append(_end_streams)
@@ -191,6 +216,46 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
+
+
+async def _units(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(request.app[_STORE].units))
+
+
+async def _commands(request: web.Request) -> web.Response:
+    unit = request.query.get("unit")
+    records = await asyncio.to_thread(request.app[_STORE].commands, unit)
+    return web.json_response([r.to_json() for r in records])
+
+
+async def _queue_command(request: web.Request) -> web.Response:
+    """``POST /api/units/{unit}/commands`` with JSON ``{"op": ..., "arg": ..., "ttl_s": ...}``."""
+    if request.content_type != "application/json":
+        return _error(415, "send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "the body is not JSON")
+    if not isinstance(body, dict) or set(body) - {"op", "arg", "ttl_s"}:
+        return _error(400, "expected an object with op, and optionally arg and ttl_s")
+    op = _OPS.get(str(body.get("op")))
+    if op is None:
+        return _error(400, f"op: expected one of {', '.join(sorted(_OPS))}")
+    arg = body.get("arg")
+    if arg is not None and (not isinstance(arg, str) or not 1 <= len(arg) <= 64):
+        return _error(400, "arg: expected text of 1..64 characters")
+    if op in (CommandOp.TRIGGER, CommandOp.CONFIG_UPDATE) and arg is None:
+        return _error(400, f"arg: {op.name.lower()} needs an argument")
+    ttl = body.get("ttl_s", 600)
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= MAX_TTL_S:
+        return _error(400, f"ttl_s: expected seconds 1..{MAX_TTL_S:.0f}")
+    unit = request.match_info["unit"]
+    known = {u["unit_id"] for u in await asyncio.to_thread(request.app[_STORE].units)}
+    if unit not in known:
+        return _error(404, f"no unit {unit!r} has reported to this receiver")
+    commander = request.app[_COMMANDER]
+    record = await asyncio.to_thread(commander.queue_command, unit, op, arg, float(ttl))
+    return web.json_response(record.to_json(), status=201)
 
 
 async def _alarms(request: web.Request) -> web.Response:

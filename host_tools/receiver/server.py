@@ -8,23 +8,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiocoap
 import aiocoap.resource as resource
+from aiocoap import oscore
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 from aiohttp import web
 
+from firmware.clock import Clock, SystemClock
 from firmware.errors import NetworkError, ProtocolError, StorageError
 from firmware.uplink import protocol
+from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
-from host_tools.receiver.store import AlarmRecord, ReceiverStore
+from host_tools.receiver.rejects import Rejects, UnparsableFilter
+from host_tools.receiver.store import AlarmRecord, CommandRecord, Ingested, ReceiverStore
+from host_tools.receiver.units import UnitKeys, unit_of
 
 logger = logging.getLogger(__name__)
 
-AlarmHook = Callable[[AlarmRecord, protocol.Alarm], None]
+FILTERED_LOGGERS = ("coap-server", "asyncio")  # see rejects.UnparsableFilter
+
+# Called with each queue entry the receiver commits, and the message that did it (None when the
+# receiver itself raised it: a unit offline or back).
+AlarmHook = Callable[[AlarmRecord, protocol.Message | None], None]
 
 
 @dataclass(frozen=True)
@@ -48,48 +58,90 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-class AlarmResource(resource.Resource):  # type: ignore[misc]
-    """``POST /a``: one protocol message per request, acknowledged after commit."""
+class RequireOscore(OscoreSiteWrapper):  # type: ignore[misc]
+    """aiocoap's OSCORE site wrapper, refusing (and counting) every unprotected request.
 
-    def __init__(self, store: ReceiverStore, bus: EventBus, hooks: list[AlarmHook]) -> None:
+    The stock wrapper passes unprotected requests through to the site; here nothing is served
+    without OSCORE, whatever the path or method.
+    """
+
+    def __init__(self, site: resource.Site, keys: UnitKeys, rejects: Rejects) -> None:
+        super().__init__(site, keys)
+        self.rejects = rejects
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """Unprotected: 4.01 and counted. Protected: verified by the stock wrapper."""
+        request = pipe.request
+        try:
+            oscore.verify_start(request)
+        except oscore.NotAProtectedMessage:
+            path = "/".join(request.opt.uri_path)
+            self.rejects.reject(R.UNPROTECTED, request.remote, f"{request.code} /{path}")
+            if request.mtype == aiocoap.CON:
+                pipe.add_response(_error(aiocoap.UNAUTHORIZED, "OSCORE required"), is_last=True)
+            return
+        except Exception as exc:  # any malformed OSCORE option
+            self.rejects.reject(R.FORGED, request.remote, f"bad OSCORE option: {exc}")
+            if request.mtype == aiocoap.CON:
+                pipe.add_response(_error(aiocoap.BAD_OPTION, "bad OSCORE option"), is_last=True)
+            return
+        await super().render_to_pipe(pipe)
+
+
+class UplinkResource(resource.Resource):  # type: ignore[misc]
+    """``POST /a``: one protocol message per request, OSCORE-verified, acknowledged after commit.
+
+    aiocoap's OSCORE site wrapper passes unprotected requests through unchanged, so this resource
+    checks the authenticated claims itself: no verified unit, no service.
+    """
+
+    def __init__(self, receiver: Receiver) -> None:
         super().__init__()
-        self.store, self.bus, self.hooks = store, bus, hooks
+        self.receiver = receiver
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-        """Verify, commit, then acknowledge."""
+        """Verify, commit, then acknowledge (with any commands waiting for the unit)."""
+        rejects = self.receiver.rejects
+        unit = unit_of(list(request.remote.authenticated_claims))
+        if unit is None:
+            rejects.reject(R.UNPROTECTED, request.remote, "no OSCORE protection")
+            return _error(aiocoap.UNAUTHORIZED, "OSCORE required")
         fmt = request.opt.content_format
         if fmt is not None and int(fmt) != protocol.CONTENT_FORMAT_CBOR:
+            rejects.reject(R.MALFORMED, unit, f"content-format {fmt}")
             return _error(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "expected application/cbor (60)")
+        if len(request.payload) > protocol.MAX_MESSAGE_BYTES:
+            rejects.reject(R.OVERSIZED, unit, f"{len(request.payload)} bytes")
+            return _error(aiocoap.REQUEST_ENTITY_TOO_LARGE, "message too large")
         try:
-            msg = protocol.decode(request.payload)
+            msg = protocol.decode(request.payload, unit_id=unit)
+            if isinstance(msg, protocol.Ack):
+                raise ProtocolError("acknowledgements are not accepted here")
         except ProtocolError as exc:
-            logger.warning("rejected message from %s: %s", request.remote, exc)
+            rejects.reject(R.MALFORMED, unit, str(exc))
             return _error(aiocoap.BAD_REQUEST, str(exc))
-        if isinstance(msg, protocol.Ack):
-            return _error(aiocoap.BAD_REQUEST, "acknowledgements are not accepted here")
-        received = time.time()
+        store = self.receiver.require_store()
+        received = self.receiver.clock.now()
         try:
-            result = await asyncio.to_thread(self.store.ingest, msg, received)
+            result = await asyncio.to_thread(store.ingest, msg, received)
         except StorageError as exc:
-            logger.error("cannot store msg %d of %s: %s", msg.msg_id, msg.unit_id, exc)
+            logger.error("cannot store msg %d of %s: %s", msg.msg_id, unit, exc)
             return _error(aiocoap.INTERNAL_SERVER_ERROR, "storage unavailable; retry")
-        ref = msg.ref if isinstance(msg, protocol.Alarm) else msg.unit_id
-        if result.duplicate:
-            logger.info("%s: msg %d is a duplicate; acknowledged again", ref, msg.msg_id)
-        elif result.alarm is not None and isinstance(msg, protocol.Alarm):
+        self.receiver.took(msg, result)
+        for cmd in result.commands:
             logger.info(
-                "%s: msg %d (%s) committed to receiver database as alarm #%d",
-                ref,
+                "%s: command %d (%s) delivered on the ack of msg %d",
+                unit,
+                cmd.command_id,
+                cmd.op.name.lower(),
                 msg.msg_id,
-                msg.phase.name.lower(),
-                result.alarm.id,
             )
-            self.bus.publish({"type": "alarm", "alarm": result.alarm.to_json()})
-            for hook in self.hooks:
-                hook(result.alarm, msg)
         status = protocol.AckStatus.DUPLICATE if result.duplicate else protocol.AckStatus.STORED
         ack = protocol.Ack(
-            unit_id=msg.unit_id, msg_id=msg.msg_id, time_ms=round(received * 1000), status=status
+            msg_id=msg.msg_id,
+            time_ms=round(received * 1000),
+            status=status,
+            commands=result.commands,
         )
         return aiocoap.Message(
             code=aiocoap.CHANGED,
@@ -114,41 +166,139 @@ def _error(code: aiocoap.numbers.codes.Code, text: str) -> aiocoap.Message:
 
 
 class Receiver:
-    """The receiving-centre process: CoAP endpoint plus (optionally) the web console."""
+    """The receiving-centre process: CoAP+OSCORE endpoint, supervision, and the web console."""
 
-    def __init__(self, db_path: Path, coap: Endpoint, http: Endpoint | None) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        coap: Endpoint,
+        http: Endpoint | None,
+        keys_dir: Path | None = None,
+        supervise_every_s: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.db_path, self.coap, self.http = db_path, coap, http
+        self.keys_dir = keys_dir if keys_dir is not None else db_path.parent
+        self.supervise_every_s = supervise_every_s  # real seconds between supervision checks
+        self.clock: Clock = clock or SystemClock()  # a simulated one in simulations
         self.store: ReceiverStore | None = None
         self.bus = EventBus()
         self.hooks: list[AlarmHook] = []
+        self.rejects = Rejects()
+        self.keys: UnitKeys | None = None
+        self._filter = UnparsableFilter(self.rejects)
         self._coap_ctx: aiocoap.Context | None = None
         self._web: web.AppRunner | None = None
+        self._supervisor: asyncio.Task[None] | None = None
 
     @property
     def console_url(self) -> str | None:
         """Where the console listens, once started."""
         return None if self.http is None else f"http://{self.http}/"
 
+    def require_store(self) -> ReceiverStore:
+        """The open store (the receiver must be started)."""
+        if self.store is None:
+            raise RuntimeError("the receiver is not started")
+        return self.store
+
+    def took(self, msg: protocol.Message, result: Ingested) -> None:
+        """Log, publish and hand on what a committed message changed."""
+        if result.restored is not None:
+            self._publish(result.restored, f"unit {msg.unit_id} is back (restore)")
+        if result.duplicate:
+            logger.info("%s: msg %d is a duplicate; acknowledged again", msg.unit_id, msg.msg_id)
+            return
+        if result.alarm is not None:
+            phase = (
+                msg.phase.name.lower() if isinstance(msg, protocol.Alarm) else msg.KIND.name.lower()
+            )
+            ref = result.alarm.ref
+            logger.info(
+                "%s: msg %d (%s) committed to receiver database as alarm #%d",
+                ref,
+                msg.msg_id,
+                phase,
+                result.alarm.id,
+            )
+            self.bus.publish({"type": "alarm", "alarm": result.alarm.to_json()})
+            for hook in self.hooks:
+                hook(result.alarm, msg)
+        if result.command is not None:
+            cmd = result.command
+            logger.info(
+                "%s: command %d (%s) %s%s",
+                msg.unit_id,
+                cmd.id,
+                cmd.op,
+                cmd.state,
+                f": {cmd.detail}" if cmd.detail else "",
+            )
+            self.bus.publish({"type": "command", "command": cmd.to_json()})
+
+    def _publish(self, record: AlarmRecord, what: str) -> None:
+        logger.warning("%s: %s", record.ref, what)
+        self.bus.publish({"type": "alarm", "alarm": record.to_json()})
+        for hook in self.hooks:
+            hook(record, None)
+
+    def queue_command(
+        self, unit_id: str, op: protocol.CommandOp, arg: str | None = None, ttl_s: float = 600.0
+    ) -> CommandRecord:
+        """Queue an operator command; it rides on the unit's next acknowledgement."""
+        cmd = self.require_store().queue_command(unit_id, op, arg, self.clock.now(), ttl_s)
+        logger.info(
+            "%s: command %d (%s%s) queued, expires in %.0f s",
+            unit_id,
+            cmd.id,
+            cmd.op,
+            f" {arg}" if arg else "",
+            ttl_s,
+        )
+        self.bus.publish({"type": "command", "command": cmd.to_json()})
+        return cmd
+
+    async def _supervise(self) -> None:
+        store = self.require_store()
+        while True:
+            await asyncio.sleep(self.supervise_every_s)
+            try:
+                for record in await asyncio.to_thread(store.overdue, self.clock.now()):
+                    self._publish(record, f"unit {record.unit_id} is offline ({record.detail})")
+            except StorageError as exc:
+                logger.error("supervision: %s", exc)
+
     async def start(self) -> None:
-        """Open the database, bind CoAP and start the console."""
+        """Open the database and the units' keys, bind CoAP, start supervision and the console."""
         self.store = ReceiverStore(self.db_path)
-        site = resource.Site()
-        site.add_resource(["a"], AlarmResource(self.store, self.bus, self.hooks))
         try:
+            self.keys = UnitKeys(self.keys_dir, self.rejects)
+            site = resource.Site()
+            site.add_resource(["a"], UplinkResource(self))
             _check_udp_free(self.coap)
             self._coap_ctx = await aiocoap.Context.create_server_context(
-                site, bind=(self.coap.host, self.coap.port)
+                RequireOscore(site, self.keys, self.rejects), bind=(self.coap.host, self.coap.port)
             )
         except OSError as exc:
             self.store.close()
+            self.store = None
             raise NetworkError(
                 f"cannot listen for CoAP on {self.coap}: {exc.strerror or exc}"
             ) from exc
-        logger.info("receiver listening on coap://%s/a, database %s", self.coap, self.db_path)
+        except BaseException:
+            self.store.close()
+            self.store = None
+            raise
+        for name in FILTERED_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+        self._supervisor = asyncio.create_task(self._supervise(), name="supervision")
+        logger.info(
+            "receiver listening on coap://%s/a (OSCORE), database %s", self.coap, self.db_path
+        )
         if self.http is not None:
             from host_tools.console.app import create_app
 
-            self._web = web.AppRunner(create_app(self.store, self.bus), access_log=None)
+            self._web = web.AppRunner(create_app(self.store, self.bus, self), access_log=None)
             await self._web.setup()
             tcp = web.TCPSite(self._web, self.http.host, self.http.port)
             try:
@@ -162,15 +312,23 @@ class Receiver:
 
     async def stop(self) -> None:
         """Stop serving and close the database."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
         if self._web is not None:
             await self._web.cleanup()
             self._web = None
         if self._coap_ctx is not None:
             await self._coap_ctx.shutdown()
             self._coap_ctx = None
+        for name in FILTERED_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.rejects.total:
+            logger.info("rejected during this run: %s", dict(self.rejects.counts))
         logger.info("receiver stopped")
 
     async def serve_forever(self, stop: asyncio.Event) -> None:

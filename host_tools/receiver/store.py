@@ -2,7 +2,8 @@
 
 A message is acknowledged only after :meth:`ReceiverStore.ingest` has committed it. Deduplication
 is by (unit, message id): a unit that resends after a lost acknowledgement gets a second
-acknowledgement, and nothing is stored twice.
+acknowledgement, and nothing is stored twice. The store also keeps each unit's supervision state
+and the operator commands waiting for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS alarms (
     id          INTEGER PRIMARY KEY,
     unit_id     TEXT NOT NULL,
+    source      TEXT NOT NULL DEFAULT 'alarm',
     alarm_id    INTEGER NOT NULL,
     event       TEXT NOT NULL,
     priority    INTEGER NOT NULL,
@@ -46,7 +48,10 @@ CREATE TABLE IF NOT EXISTS alarms (
     max_temp_c  REAL,
     box         TEXT,
     actions     TEXT,
-    UNIQUE (unit_id, alarm_id)
+    suppressed  TEXT,
+    detail      TEXT,
+    test        INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (unit_id, source, alarm_id)
 );
 CREATE TABLE IF NOT EXISTS alarm_events (
     id          INTEGER PRIMARY KEY,
@@ -56,22 +61,52 @@ CREATE TABLE IF NOT EXISTS alarm_events (
     unit_time   REAL NOT NULL,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS units (
+    unit_id     TEXT PRIMARY KEY,
+    last_heard  REAL NOT NULL,
+    next_due    REAL,
+    reporting_s REAL NOT NULL,
+    online      INTEGER NOT NULL DEFAULT 1,
+    offline_n   INTEGER NOT NULL DEFAULT 0,
+    health      TEXT
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id          INTEGER PRIMARY KEY,
+    unit_id     TEXT NOT NULL,
+    op          INTEGER NOT NULL,
+    arg         TEXT,
+    created     REAL NOT NULL,
+    expires     REAL NOT NULL,
+    state       TEXT NOT NULL,
+    sent_count  INTEGER NOT NULL DEFAULT 0,
+    detail      TEXT,
+    done_at     REAL
+);
+CREATE INDEX IF NOT EXISTS commands_pending ON commands (unit_id, state);
 """
+
+DEFAULT_REPORTING_S = 180.0
+# Alarm-queue entries raised from other sources than a unit's alarm, and their reference letter.
+SOURCE_PREFIX = {"alarm": "", "fault": "F", "offline": "L"}
+FAULT_PRIORITY = 3
+OFFLINE_PRIORITY = 2
+MAX_COMMANDS_PER_ACK = 4
 
 
 @dataclass(frozen=True)
 class AlarmRecord:
-    """An alarm as the receiver holds it."""
+    """An entry of the alarm queue as the receiver holds it."""
 
     id: int
     unit_id: str
+    source: str  # "alarm" from a unit's alarm, "fault" from its fault report, "offline" from us
     alarm_id: int
     event: str
     priority: int
     zone: str
     rule: str | None
     state: str  # operator workflow state: "new" until an operator acts on it
-    unit_state: str  # what the unit says: "open" or "closed"
+    unit_state: str  # "open" or "closed", as the unit (or supervision) says
     opened_at: float
     received_at: float
     updated_at: float
@@ -79,11 +114,14 @@ class AlarmRecord:
     max_temp_c: float | None
     box: list[int] | None
     actions: list[list[Any]]
+    suppressed: list[list[Any]]
+    detail: str | None
+    test: bool
 
     @property
     def ref(self) -> str:
-        """``unit/alarm_id``, as in the unit's logs."""
-        return f"{self.unit_id}/{self.alarm_id}"
+        """``unit/alarm_id`` as in the unit's logs (``unit/F3`` for faults, ``unit/L1`` offline)."""
+        return f"{self.unit_id}/{SOURCE_PREFIX[self.source]}{self.alarm_id}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, with the reference added."""
@@ -91,15 +129,38 @@ class AlarmRecord:
 
 
 @dataclass(frozen=True)
+class CommandRecord:
+    """An operator command and how far it got."""
+
+    id: int
+    unit_id: str
+    op: str
+    arg: str | None
+    created: float
+    expires: float
+    state: str  # queued, sent, done, rejected, failed, expired
+    sent_count: int
+    detail: str | None
+    done_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Ingested:
     """What ingesting a message did."""
 
     duplicate: bool
-    alarm: AlarmRecord | None = None
+    alarm: AlarmRecord | None = None  # the queue entry it opened, updated or closed
+    restored: AlarmRecord | None = None  # the unit had been offline and is back
+    command: CommandRecord | None = None  # the command whose result it carried
+    commands: tuple[protocol.Command, ...] = ()  # pending commands to ride on the acknowledgement
 
 
 class ReceiverStore:
-    """SQLite storage of messages and alarms. Thread-safe."""
+    """SQLite storage of messages, alarms, units and commands. Thread-safe."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -112,44 +173,99 @@ class ReceiverStore:
         with self._lock:
             self._db.close()
 
-    def ingest(self, msg: protocol.Message, received_at: float) -> Ingested:
-        """Commit one message (deduplicated); return whether it was new and the alarm it touched."""
+    def _write(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` in one immediate transaction; roll back on any error."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO messages (unit_id, msg_id, kind, received_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (msg.unit_id, msg.msg_id, int(msg.KIND), received_at),
-                )
-                if cur.rowcount == 0:
-                    self._db.execute("ROLLBACK")
-                    return Ingested(duplicate=True)
-                alarm_pk = None
-                if isinstance(msg, protocol.Alarm):
-                    alarm_pk = self._apply_alarm(msg, received_at)
+                result = fn(*args)
                 self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StorageError(f"receiver database {self.path}: {exc}") from exc
-            record = self._get(alarm_pk) if alarm_pk is not None else None
-        return Ingested(duplicate=False, alarm=record)
+                return result
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"receiver database {self.path}: {exc}") from exc
+                raise
 
-    def _apply_alarm(self, msg: protocol.Alarm, received_at: float) -> int:
+    # --- ingest --------------------------------------------------------------------------------
+
+    def ingest(self, msg: protocol.Message, received_at: float) -> Ingested:
+        """Commit one message from ``msg.unit_id`` (deduplicated); say what it changed.
+
+        Commands waiting for the unit are taken in the same transaction, for its acknowledgement.
+        """
+
+        def both() -> Ingested:
+            result = self._ingest(msg, received_at)
+            commands = self._take(msg.unit_id, received_at, limit=MAX_COMMANDS_PER_ACK)
+            return replace(result, commands=tuple(commands)) if commands else result
+
+        return self._write(both)  # type: ignore[no-any-return]
+
+    def _ingest(self, msg: protocol.Message, received_at: float) -> Ingested:
+        restored = self._heard(msg, received_at)
+        if isinstance(msg, protocol.Heartbeat):
+            return Ingested(duplicate=False, restored=restored)  # not stored: the next one comes
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO messages (unit_id, msg_id, kind, received_at) "
+            "VALUES (?, ?, ?, ?)",
+            (msg.unit_id, msg.msg_id, int(msg.KIND), received_at),
+        )
+        if cur.rowcount == 0:
+            return Ingested(duplicate=True, restored=restored)
+        alarm = command = None
+        if isinstance(msg, protocol.Alarm):
+            alarm = self._apply_alarm(msg, received_at)
+        elif isinstance(msg, protocol.Fault | protocol.Restore):
+            alarm = self._apply_fault(msg, received_at)
+        elif isinstance(msg, protocol.CommandResult):
+            command = self._apply_result(msg, received_at)
+        return Ingested(duplicate=False, alarm=alarm, restored=restored, command=command)
+
+    def _heard(self, msg: protocol.Message, now: float) -> AlarmRecord | None:
+        """Any message is a sign of life; a heartbeat also says when the next is due."""
+        unit = msg.unit_id
+        row = self._db.execute("SELECT * FROM units WHERE unit_id = ?", (unit,)).fetchone()
+        reporting = float(row["reporting_s"]) if row else DEFAULT_REPORTING_S
+        next_due = row["next_due"] if row else None
+        health = row["health"] if row else None
+        if isinstance(msg, protocol.Heartbeat):
+            reporting = float(msg.reporting_s or reporting)
+            next_due = now + msg.next_due_s
+            health = json.dumps(
+                {k: getattr(msg, k) for k in ("queued", "rssi_dbm", "drift_ms", "mode", "faults")}
+            )
+        self._db.execute(
+            "INSERT INTO units (unit_id, last_heard, next_due, reporting_s, online, health) "
+            "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (unit_id) DO UPDATE SET "
+            "last_heard = excluded.last_heard, next_due = excluded.next_due, "
+            "reporting_s = excluded.reporting_s, online = 1, health = excluded.health",
+            (unit, now, next_due, reporting, health),
+        )
+        if row is not None and not row["online"]:
+            return self._close_queue_entry(unit, "offline", int(row["offline_n"]), now)
+        return None
+
+    def _apply_alarm(self, msg: protocol.Alarm, received_at: float) -> AlarmRecord:
         unit_time = msg.time_ms / 1000
         closed = msg.phase == protocol.Phase.CLOSE
         row = self._db.execute(
-            "SELECT id FROM alarms WHERE unit_id = ? AND alarm_id = ?", (msg.unit_id, msg.alarm_id)
+            "SELECT id FROM alarms WHERE unit_id = ? AND source = 'alarm' AND alarm_id = ?",
+            (msg.unit_id, msg.alarm_id),
         ).fetchone()
         box = json.dumps(list(msg.box)) if msg.box else None
         temp = msg.max_temp_dc / 10 if msg.max_temp_dc is not None else None
+        actions = json.dumps([list(a) for a in msg.actions]) if msg.actions else None
+        suppressed = json.dumps([list(a) for a in msg.suppressed]) if msg.suppressed else None
         if row is None:
-            # Any phase may arrive first (reordering): the alarm is created from what it carries.
+            # Any phase may arrive first (reordering): the alarm is built from what it carries.
             opened = (msg.started_ms or msg.time_ms) / 1000
             cur = self._db.execute(
-                "INSERT INTO alarms (unit_id, alarm_id, event, priority, zone, rule, state, "
-                "unit_state, opened_at, received_at, updated_at, closed_at, max_temp_c, box, "
-                "actions) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, rule, "
+                "state, unit_state, opened_at, received_at, updated_at, closed_at, max_temp_c, "
+                "box, actions, suppressed, test) "
+                "VALUES (?, 'alarm', ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     msg.unit_id,
                     msg.alarm_id,
@@ -164,7 +280,9 @@ class ReceiverStore:
                     unit_time if closed else None,
                     temp,
                     box,
-                    json.dumps([list(a) for a in msg.actions]),
+                    actions or "[]",
+                    suppressed or "[]",
+                    int(msg.test),
                 ),
             )
             pk = int(cur.lastrowid or 0)
@@ -173,40 +291,202 @@ class ReceiverStore:
             self._db.execute(
                 "UPDATE alarms SET updated_at = MAX(updated_at, ?), "
                 "max_temp_c = MAX(COALESCE(max_temp_c, ?), COALESCE(?, max_temp_c)), "
+                "box = COALESCE(?, box), "
                 "unit_state = CASE WHEN ? THEN 'closed' ELSE unit_state END, "
                 "closed_at = CASE WHEN ? THEN ? ELSE closed_at END, "
-                "actions = CASE WHEN ? != '[]' THEN ? ELSE actions END WHERE id = ?",
-                (
-                    unit_time,
-                    temp,
-                    temp,
-                    closed,
-                    closed,
-                    unit_time,
-                    json.dumps([list(a) for a in msg.actions]),
-                    json.dumps([list(a) for a in msg.actions]),
-                    pk,
-                ),
+                "actions = COALESCE(?, actions), suppressed = COALESCE(?, suppressed) "
+                "WHERE id = ?",
+                (unit_time, temp, temp, box, closed, closed, unit_time, actions, suppressed, pk),
             )
         self._db.execute(
             "INSERT INTO alarm_events (alarm, msg_id, phase, unit_time, received_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (pk, msg.msg_id, msg.phase.name.lower(), unit_time, received_at),
         )
-        return pk
+        return self._get(pk)
+
+    def _apply_fault(
+        self, msg: protocol.Fault | protocol.Restore, received_at: float
+    ) -> AlarmRecord:
+        unit_time = msg.time_ms / 1000
+        if isinstance(msg, protocol.Restore):
+            return self._close_queue_entry(
+                msg.unit_id,
+                "fault",
+                msg.fault_id,
+                unit_time,
+                event=f"fault:{msg.code.name.lower()}",
+            )
+        detail = " ".join(x for x in (msg.subject, msg.detail) if x) or None
+        cur = self._db.execute(
+            "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
+            "unit_state, opened_at, received_at, updated_at, actions, suppressed, detail) "
+            "VALUES (?, 'fault', ?, ?, ?, '-', 'new', 'open', ?, ?, ?, '[]', '[]', ?) "
+            "ON CONFLICT (unit_id, source, alarm_id) DO UPDATE SET detail = excluded.detail "
+            "RETURNING id",
+            (
+                msg.unit_id,
+                msg.fault_id,
+                f"fault:{msg.code.name.lower()}",
+                FAULT_PRIORITY,
+                unit_time,
+                received_at,
+                unit_time,
+                detail,
+            ),
+        )
+        return self._get(int(cur.fetchone()[0]))
+
+    def _close_queue_entry(
+        self, unit: str, source: str, number: int, when: float, event: str = "offline"
+    ) -> AlarmRecord:
+        cur = self._db.execute(
+            "UPDATE alarms SET unit_state = 'closed', closed_at = ?, updated_at = ? "
+            "WHERE unit_id = ? AND source = ? AND alarm_id = ? RETURNING id",
+            (when, when, unit, source, number),
+        ).fetchone()
+        if cur is None:  # a restore whose fault never arrived (or was deleted): record both
+            cur = self._db.execute(
+                "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
+                "unit_state, opened_at, received_at, updated_at, closed_at, actions, "
+                "suppressed) VALUES (?, ?, ?, ?, ?, '-', 'new', 'closed', ?, ?, ?, ?, '[]', "
+                "'[]') RETURNING id",
+                (unit, source, number, event, FAULT_PRIORITY, when, when, when, when),
+            ).fetchone()
+        return self._get(int(cur[0]))
+
+    def _apply_result(self, msg: protocol.CommandResult, now: float) -> CommandRecord | None:
+        state = msg.status.name.lower()
+        row = self._db.execute(
+            "UPDATE commands SET state = ?, detail = ?, done_at = ? "
+            "WHERE id = ? AND unit_id = ? RETURNING id",
+            (state, msg.detail, now, msg.command_id, msg.unit_id),
+        ).fetchone()
+        if row is None:
+            logger.warning("%s: result for unknown command %d", msg.unit_id, msg.command_id)
+            return None
+        return self._command(int(row[0]))
+
+    # --- supervision ---------------------------------------------------------------------------
+
+    def overdue(self, now: float) -> list[AlarmRecord]:
+        """Mark units silent past their reporting time offline; return the queue entries raised."""
+        return self._write(self._overdue, now)  # type: ignore[no-any-return]
+
+    def _overdue(self, now: float) -> list[AlarmRecord]:
+        rows = self._db.execute(
+            "SELECT unit_id, last_heard, offline_n FROM units "
+            "WHERE online = 1 AND last_heard + reporting_s < ?",
+            (now,),
+        ).fetchall()
+        raised = []
+        for row in rows:
+            n = int(row["offline_n"]) + 1
+            self._db.execute(
+                "UPDATE units SET online = 0, offline_n = ? WHERE unit_id = ?", (n, row["unit_id"])
+            )
+            cur = self._db.execute(
+                "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
+                "unit_state, opened_at, received_at, updated_at, actions, suppressed, detail) "
+                "VALUES (?, 'offline', ?, 'offline', ?, '-', 'new', 'open', ?, ?, ?, '[]', '[]',"
+                " ?) RETURNING id",
+                (
+                    row["unit_id"],
+                    n,
+                    OFFLINE_PRIORITY,
+                    now,
+                    now,
+                    now,
+                    f"silent since {row['last_heard']:.0f}",
+                ),
+            )
+            raised.append(self._get(int(cur.fetchone()[0])))
+        return raised
+
+    def units(self) -> list[dict[str, Any]]:
+        """Every unit's supervision state and last reported health."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM units ORDER BY unit_id").fetchall()
+        return [
+            {
+                **dict(r),
+                "online": bool(r["online"]),
+                "health": json.loads(r["health"]) if r["health"] else None,
+            }
+            for r in rows
+        ]
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def queue_command(
+        self, unit_id: str, op: protocol.CommandOp, arg: str | None, now: float, ttl_s: float
+    ) -> CommandRecord:
+        """Queue an operator command for a unit's next uplink."""
+
+        def insert() -> CommandRecord:
+            cur = self._db.execute(
+                "INSERT INTO commands (unit_id, op, arg, created, expires, state) "
+                "VALUES (?, ?, ?, ?, ?, 'queued')",
+                (unit_id, int(op), arg, now, now + ttl_s),
+            )
+            return self._command(int(cur.lastrowid or 0))
+
+        return self._write(insert)  # type: ignore[no-any-return]
+
+    def _take(self, unit_id: str, now: float, limit: int) -> list[protocol.Command]:
+        """Pending commands to ride on this unit's acknowledgement; expired ones are closed.
+
+        A command stays pending until its result arrives, so a lost acknowledgement only delays
+        it; the unit recognises a command it already carried out by its id.
+        """
+        self._db.execute(
+            "UPDATE commands SET state = 'expired', done_at = ? "
+            "WHERE unit_id = ? AND state IN ('queued', 'sent') AND expires <= ?",
+            (now, unit_id, now),
+        )
+        rows = self._db.execute(
+            "SELECT id, op, arg, expires FROM commands WHERE unit_id = ? AND state IN "
+            "('queued', 'sent') ORDER BY id LIMIT ?",
+            (unit_id, limit),
+        ).fetchall()
+        for r in rows:
+            self._db.execute(
+                "UPDATE commands SET state = 'sent', sent_count = sent_count + 1 WHERE id = ?",
+                (r["id"],),
+            )
+        return [
+            protocol.Command(
+                int(r["id"]), protocol.CommandOp(r["op"]), int(r["expires"] - now), r["arg"]
+            )
+            for r in rows
+        ]
+
+    def commands(self, unit_id: str | None = None, limit: int = 100) -> list[CommandRecord]:
+        """Recent commands, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM commands WHERE ? IS NULL OR unit_id = ? ORDER BY id DESC LIMIT ?",
+                (unit_id, unit_id, limit),
+            ).fetchall()
+        return [_command(r) for r in rows]
+
+    def _command(self, pk: int) -> CommandRecord:
+        return _command(self._db.execute("SELECT * FROM commands WHERE id = ?", (pk,)).fetchone())
+
+    # --- reading -------------------------------------------------------------------------------
 
     def _get(self, pk: int) -> AlarmRecord:
         row = self._db.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
         return _record(row)
 
     def alarm(self, pk: int) -> AlarmRecord | None:
-        """One alarm by its receiver id."""
+        """One queue entry by its receiver id."""
         with self._lock:
             row = self._db.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
         return _record(row) if row else None
 
     def alarms(self, limit: int = 200) -> list[AlarmRecord]:
-        """Alarms for the queue: by priority, then oldest first."""
+        """The alarm queue: by priority, then oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM alarms ORDER BY priority, received_at, id LIMIT ?", (limit,)
@@ -223,14 +503,25 @@ class ReceiverStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def message_count(self) -> int:
-        """How many distinct messages were stored."""
+    def message_count(self, unit_id: str | None = None) -> int:
+        """How many distinct (non-heartbeat) messages were stored."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE ? IS NULL OR unit_id = ?", (unit_id, unit_id)
+            ).fetchone()
+        return int(row[0])
 
 
 def _record(row: sqlite3.Row) -> AlarmRecord:
     data = dict(row)
     data["box"] = json.loads(data["box"]) if data["box"] else None
     data["actions"] = json.loads(data["actions"] or "[]")
+    data["suppressed"] = json.loads(data["suppressed"] or "[]")
+    data["test"] = bool(data["test"])
     return AlarmRecord(**data)
+
+
+def _command(row: sqlite3.Row) -> CommandRecord:
+    data = dict(row)
+    data["op"] = protocol.CommandOp(data["op"]).name.lower()
+    return CommandRecord(**data)

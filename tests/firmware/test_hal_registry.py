@@ -22,8 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def sim_ctx(clock: SimClock) -> HalContext:
-    return HalContext(clock=clock, scene=ParkingLotWorld(WorldSpec(), 160, 120, 1),
-                      sensor_factory=sensor_for, sim_start=clock.start, seed=1)  # fmt: skip
+    return HalContext(
+        clock=clock,
+        scene=ParkingLotWorld(WorldSpec(), 160, 120, 1),
+        sensor_factory=sensor_for,
+        sim_start=clock.start,
+        seed=1,
+    )
 
 
 def test_sim_board_opens_sim_backends_and_outputs_start_off() -> None:
@@ -46,8 +51,9 @@ def test_sim_board_opens_sim_backends_and_outputs_start_off() -> None:
 def test_every_sim_backend_records_a_timestamped_history() -> None:
     clock = SimClock(start=50.0, speed=0)
     ctx = sim_ctx(clock)
-    visible = registry.create("visible", "cam", VisibleSim(backend="sim", width=64, height=64,
-                                                           fps=5.0), ctx)  # fmt: skip
+    visible = registry.create(
+        "visible", "cam", VisibleSim(backend="sim", width=64, height=64, fps=5.0), ctx
+    )
     audio = registry.create("audio", "audio", AudioSim(backend="sim"), ctx)
     modem = registry.create("modem", "modem", ModemSim(backend="sim"), ctx)
     visible.read()
@@ -82,6 +88,10 @@ def test_unplugged_camera_and_broken_output_raise_project_errors() -> None:
 
 
 def test_unknown_backend_names_what_is_available() -> None:
-    with pytest.raises(BackendNotFound, match=r"audio backend 'aplay' .* available: sim"):
-        registry.create("audio", "audio", type("Cfg", (), {"backend": "aplay"})(),
-                        HalContext(clock=SimClock(0.0, 0)))  # fmt: skip
+    with pytest.raises(BackendNotFound, match=r"audio backend 'gramophone' .* available: .*sim"):
+        registry.create(
+            "audio",
+            "audio",
+            type("Cfg", (), {"backend": "gramophone"})(),
+            HalContext(clock=SimClock(0.0, 0)),
+        )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from host_tools.provision.oscore import provision_oscore
 from host_tools.receiver.server import Endpoint, Receiver
 from polewatch.netutil import free_port
 from sim.link import UdpRelay
@@ -60,6 +61,8 @@ async def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no
 
 @pytest.mark.parametrize("lost", ["ack", "request"])
 async def test_sigkill_before_ack_delivers_exactly_once(tmp_path: Path, lost: str) -> None:
+    data = tmp_path / "unit"
+    provision_oscore("pole-0001", data / "oscore", tmp_path)
     receiver = Receiver(tmp_path / "r.sqlite", Endpoint("127.0.0.1", free_port()), None)
     await receiver.start()
     link = UdpRelay(
@@ -69,7 +72,6 @@ async def test_sigkill_before_ack_delivers_exactly_once(tmp_path: Path, lost: st
         drop_down=lost == "ack",
     )
     await link.start()
-    data = tmp_path / "unit"
     outbox = data / "outbox.sqlite"
     store = receiver.store
     assert store is not None

@@ -1,0 +1,1 @@
+"""Provisioning: unit identities and the keys they share with the receiver."""
