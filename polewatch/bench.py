@@ -121,7 +121,7 @@ def bench_sizes() -> dict[str, float]:
     msg = protocol.Alarm(
         unit_id="pole-0001",
         msg_id=123456,
-        time_ms=1_764_018_000_123,
+        time_s=1_764_018_000,
         alarm_id=4711,
         event=protocol.EventKind.FIRE,
         priority=1,
@@ -130,7 +130,7 @@ def bench_sizes() -> dict[str, float]:
         max_temp_dc=1402,
         box=(40, 60, 52, 71),
         actions=(("floodlight", 120), ("siren", 60)),
-        started_ms=1_764_018_000_000,
+        started_s=1_764_017_990,
     )
     return {"alarm_open_bytes": float(len(protocol.encode(msg)))}
 

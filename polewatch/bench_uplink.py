@@ -32,13 +32,13 @@ MONTH_S = 30 * 24 * 3600
 
 def typical_alarm(msg_id: int, alarm_id: int) -> protocol.Alarm:
     """A fire alarm's open with zone, temperature and box: the typical alarm."""
-    return protocol.Alarm(msg_id=msg_id, time_ms=round(time.time() * 1000), alarm_id=alarm_id,
+    return protocol.Alarm(msg_id=msg_id, time_s=round(time.time()), alarm_id=alarm_id,
                           zone="lot", max_temp_dc=1402, box=(40, 60, 52, 71))  # fmt: skip
 
 
 def typical_heartbeat(msg_id: int) -> protocol.Heartbeat:
     """A healthy unit's heartbeat at the default reporting time."""
-    return protocol.Heartbeat(msg_id=msg_id, time_ms=round(time.time() * 1000), next_due_s=60,
+    return protocol.Heartbeat(msg_id=msg_id, time_s=round(time.time()), next_due_s=60,
                               reporting_s=180, queued=0, rssi_dbm=-71, mode=protocol.MODE_ARMED,
                               faults=0)  # fmt: skip
 

@@ -55,11 +55,11 @@ class LightUnit:
         """Open an alarm now (committed to the outbox when this returns); return its reference."""
         alarm_id = self.uplink.outbox.next_alarm_id()
         ref = f"{self.unit_id}/{alarm_id}"
-        now_ms = round(self.clock.now() * 1000)
+        now_s = round(self.clock.now())
         self.uplink.commit(
             lambda msg_id: protocol.Alarm(
                 msg_id=msg_id,
-                time_ms=now_ms,
+                time_s=now_s,
                 alarm_id=alarm_id,
                 event=event,
                 priority=priority,

@@ -48,7 +48,8 @@ class ReceiverEndpoint(Strict):
 
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 5683
-    path: Annotated[str, Field(pattern=r"^[a-z]{1,8}$")] = "a"
+    # The receiver serves the uplink at its root: an empty path costs no bytes on the wire.
+    path: Annotated[str, Field(pattern=r"^[a-z]{0,8}$")] = ""
 
 
 class UplinkConfig(Strict):

@@ -258,7 +258,7 @@ class RuleEngine:
             return protocol.Alarm(
                 unit_id=self.site.unit.id,
                 msg_id=msg_id,
-                time_ms=round(t * 1000),
+                time_s=round(t),
                 alarm_id=alarm.alarm_id,
                 phase=phase,
                 event=protocol.EventKind[alarm.rule.event.upper()],
@@ -269,7 +269,7 @@ class RuleEngine:
                 box=alarm.box,
                 actions=done,
                 suppressed=held,
-                started_ms=round(alarm.opened_t * 1000),
+                started_s=round(alarm.opened_t),
                 test=alarm.test,
             )
 

@@ -81,8 +81,7 @@ class UplinkClient:
         request = aiocoap.Message(
             code=aiocoap.POST,
             uri=self.uri,
-            payload=payload,
-            content_format=protocol.CONTENT_FORMAT_CBOR,
+            payload=payload,  # CBOR, the only format: no Content-Format option (2 bytes)
             transport_tuning=self.tuning if reliable else self.unreliable,
         )
         try:

@@ -37,7 +37,7 @@ class CommandHandler:
             if not self.outbox.first_sight_of_command(cmd.command_id):
                 logger.debug("command %d already carried out", cmd.command_id)
                 continue
-            now_ms = round(self.clock.now() * 1000)
+            now_s = round(self.clock.now())
             status: protocol.CommandStatus
             detail: str | None
             if cmd.ttl_s <= 0:
@@ -57,19 +57,19 @@ class CommandHandler:
                 f": {detail}" if detail else "",
             )
             self.commit(
-                _result(cmd.command_id, status, detail, now_ms),
+                _result(cmd.command_id, status, detail, now_s),
                 RESULT_PRIORITY,
                 f"command {cmd.command_id}",
             )
 
 
 def _result(
-    command_id: int, status: protocol.CommandStatus, detail: str | None, time_ms: int
+    command_id: int, status: protocol.CommandStatus, detail: str | None, time_s: int
 ) -> Callable[[int], protocol.Message]:
     def build(msg_id: int) -> protocol.Message:
         return protocol.CommandResult(
             msg_id=msg_id,
-            time_ms=time_ms,
+            time_s=time_s,
             command_id=command_id,
             status=status,
             detail=detail[:120] if detail else None,

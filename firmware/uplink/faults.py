@@ -34,11 +34,11 @@ class Faults:
             fault_id = self.next_fault_id()
             self.open[(code, subject)] = fault_id
         logger.error("fault %d: %s %s: %s", fault_id, code.name.lower(), subject, detail)
-        now_ms = round(self.clock.now() * 1000)
+        now_s = round(self.clock.now())
         self.commit(
             lambda msg_id: protocol.Fault(
                 msg_id=msg_id,
-                time_ms=now_ms,
+                time_s=now_s,
                 fault_id=fault_id,
                 code=code,
                 subject=subject[:32] or None,
@@ -55,11 +55,11 @@ class Faults:
         if fault_id is None:
             return
         logger.info("fault %d over: %s %s", fault_id, code.name.lower(), subject)
-        now_ms = round(self.clock.now() * 1000)
+        now_s = round(self.clock.now())
         self.commit(
             lambda msg_id: protocol.Restore(
                 msg_id=msg_id,
-                time_ms=now_ms,
+                time_s=now_s,
                 fault_id=fault_id,
                 code=code,
                 subject=subject[:32] or None,

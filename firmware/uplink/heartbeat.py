@@ -27,8 +27,8 @@ class UnitStatus:
     """What the rest of the unit tells a heartbeat."""
 
     rssi_dbm: int | None = None
-    mode: int | None = None
-    faults: int | None = None
+    mode: int = protocol.MODE_ARMED
+    faults: int = 0
 
 
 def heartbeat_interval(reporting_time_s: float) -> float:
@@ -59,11 +59,11 @@ class Heartbeats:
         status = self.status()
         return protocol.Heartbeat(
             msg_id=msg_id,
-            time_ms=round(self.clock.now() * 1000),
+            time_s=round(self.clock.now()),
             next_due_s=round(self.interval_s),
             reporting_s=round(self.reporting_time_s),
             queued=self.outbox.depth(),
-            drift_ms=self.sender.drift_ms,
+            drift_s=self.sender.drift_s,
             rssi_dbm=status.rssi_dbm,
             mode=status.mode,
             faults=status.faults,

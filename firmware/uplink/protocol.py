@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 import cbor2
@@ -188,7 +188,7 @@ def _box(v: Any) -> tuple[int, int, int, int]:
 
 
 _MSG_ID = _uint()
-_TIME_MS = _uint()
+_TIME_S = _uint(0, 2**32 - 1)
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class Message:
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {}
 
     msg_id: int
-    time_ms: int
+    time_s: int
     unit_id: str = ""
 
 
@@ -234,7 +234,7 @@ class Alarm(Message):
     KIND: ClassVar[Kind] = Kind.ALARM
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
         4: ("alarm_id", _uint(), True),
-        5: ("phase", _enum(Phase), True),
+        5: ("phase", _enum(Phase), False),
         6: ("event", _enum(EventKind), True),
         7: ("priority", _uint(1, 9), True),
         8: ("zone", _text(32), True),
@@ -243,7 +243,7 @@ class Alarm(Message):
         11: ("box", _box, False),
         12: ("actions", _pairs(_uint(0, 86400), "seconds"), False),
         13: ("suppressed", _pairs(_text(64), "reason"), False),
-        14: ("started_ms", _uint(), False),
+        14: ("started_s", _uint(0, 2**32 - 1), False),
         15: ("test", _flag, False),
     }
 
@@ -257,17 +257,22 @@ class Alarm(Message):
     box: tuple[int, int, int, int] | None = None
     actions: tuple[tuple[str, int], ...] = ()  # outputs switched and for how long
     suppressed: tuple[tuple[str, str], ...] = ()  # outputs a limit held back, and why
-    started_ms: int | None = None  # when the alarm opened; absent on the wire when == time_ms
+    started_s: int | None = None  # when the alarm opened; absent on the wire when == time_s
     test: bool = False  # raised in test mode: outputs were not switched
 
     def __post_init__(self) -> None:
-        if self.started_ms is None:
-            object.__setattr__(self, "started_ms", self.time_ms)
+        if self.started_s is None:
+            object.__setattr__(self, "started_s", self.time_s)
 
     @property
     def ref(self) -> str:
         """The alarm's reference across logs and systems: ``unit/alarm_id``."""
         return f"{self.unit_id}/{self.alarm_id}"
+
+
+MODE_ARMED = 1
+MODE_TEST = 2
+DEFAULT_REPORTING_S = 180  # EN 50136-1 category SP4
 
 
 @dataclass(frozen=True)
@@ -280,22 +285,18 @@ class Heartbeat(Message):
         5: ("reporting_s", _uint(1, 86400), False),
         6: ("queued", _uint(0, 2**32 - 1), False),
         7: ("rssi_dbm", _int(-150, 0), False),
-        8: ("drift_ms", _int(-(2**40), 2**40), False),
+        8: ("drift_s", _int(-(2**31), 2**31), False),
         9: ("mode", _uint(0, 255), False),
         10: ("faults", _uint(0, 255), False),
     }
 
     next_due_s: int = 60
-    reporting_s: int | None = None  # silence longer than this means offline
-    queued: int | None = None  # messages in the outbox
+    reporting_s: int = DEFAULT_REPORTING_S  # silence longer than this means offline
+    queued: int = 0  # messages in the outbox
     rssi_dbm: int | None = None
-    drift_ms: int | None = None  # unit clock minus receiver clock, from the last acknowledgement
-    mode: int | None = None  # MODE_* bits
-    faults: int | None = None  # faults open on the unit
-
-
-MODE_ARMED = 1
-MODE_TEST = 2
+    drift_s: int | None = None  # unit clock minus receiver clock, from the last acknowledgement
+    mode: int = MODE_ARMED  # MODE_* bits
+    faults: int = 0  # faults open on the unit
 
 
 @dataclass(frozen=True)
@@ -352,12 +353,12 @@ class CommandResult(Message):
 class Ack(Message):
     """The receiver's answer: it has committed message ``msg_id``; commands may ride along.
 
-    ``time_ms`` is the receiver's clock, so that the unit can report its drift.
+    ``time_s`` is the receiver's clock, so that the unit can report its drift.
     """
 
     KIND: ClassVar[Kind] = Kind.ACK
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {
-        5: ("status", _enum(AckStatus), True),
+        5: ("status", _enum(AckStatus), False),
         6: ("commands", _commands, False),
     }
 
@@ -379,19 +380,24 @@ def _wire(value: Any) -> Any:
     return value
 
 
+def _defaults(cls: type[Message]) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
 def encode(msg: Message) -> bytes:
     """Encode a message as canonical CBOR; the result is checked against the schema."""
     data: dict[int, Any] = {
         K_VERSION: VERSION,
         K_KIND: int(msg.KIND),
         K_MSG_ID: msg.msg_id,
-        K_TIME: msg.time_ms,
+        K_TIME: msg.time_s,
     }
+    defaults = _defaults(type(msg))
     for key, (attr, _check, required) in msg.BODY.items():
         value = getattr(msg, attr)
-        if not required and (value is None or value == () or value is False):
-            continue
-        if attr == "started_ms" and value == msg.time_ms:
+        if not required and (value is None or value == defaults.get(attr)):
+            continue  # absent means the default: every byte costs on LTE
+        if attr == "started_s" and value == msg.time_s:
             continue  # an open's start is its time: say it once
         data[key] = _wire(value)
     raw: bytes = cbor2.dumps(data, canonical=True)
@@ -422,7 +428,7 @@ def decode(raw: bytes, unit_id: str = "") -> Message:
     cls = _BY_KIND[kind]
     envelope = {
         K_MSG_ID: ("msg_id", _MSG_ID, True),
-        K_TIME: ("time_ms", _TIME_MS, True),
+        K_TIME: ("time_s", _TIME_S, True),
     }
     schema = {**envelope, **cls.BODY}
     known = {K_VERSION, K_KIND, *schema}

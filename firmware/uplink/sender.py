@@ -40,7 +40,7 @@ class Sender:
         self.delivered = 0
         self.last_ack_at: float | None = None
         self.last_rtt_s: float | None = None
-        self.drift_ms: int | None = None
+        self.drift_s: int | None = None
         self.on_commands: Callable[[tuple[protocol.Command, ...]], Awaitable[None]] | None = None
         self.on_acknowledged: Callable[[str, int], None] | None = None  # (ref, msg id)
 
@@ -61,7 +61,7 @@ class Sender:
             raise UplinkError(f"receiver acknowledged msg {ack.msg_id}, not {msg_id}")
         self.last_rtt_s = time.monotonic() - started
         self.last_ack_at = self.clock.now()
-        self.drift_ms = round(self.clock.now() * 1000) - ack.time_ms
+        self.drift_s = round(self.clock.now()) - ack.time_s
         if ack.commands and self.on_commands is not None:
             await self.on_commands(ack.commands)
         return ack

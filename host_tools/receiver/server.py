@@ -26,7 +26,7 @@ from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.rejects import Rejects, UnparsableFilter
 from host_tools.receiver.store import AlarmRecord, CommandRecord, Ingested, ReceiverStore
-from host_tools.receiver.units import UnitKeys, unit_of
+from host_tools.receiver.units import UnitKeys, close_all, unit_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class UplinkResource(resource.Resource):  # type: ignore[misc]
         status = protocol.AckStatus.DUPLICATE if result.duplicate else protocol.AckStatus.STORED
         ack = protocol.Ack(
             msg_id=msg.msg_id,
-            time_ms=round(received * 1000),
+            time_s=round(received),
             status=status,
             commands=result.commands,
         )
@@ -274,7 +274,7 @@ class Receiver:
         try:
             self.keys = UnitKeys(self.keys_dir, self.rejects)
             site = resource.Site()
-            site.add_resource(["a"], UplinkResource(self))
+            site.add_resource([], UplinkResource(self))  # the root: no Uri-Path bytes
             _check_udp_free(self.coap)
             self._coap_ctx = await aiocoap.Context.create_server_context(
                 RequireOscore(site, self.keys, self.rejects), bind=(self.coap.host, self.coap.port)
@@ -293,7 +293,7 @@ class Receiver:
             logging.getLogger(name).addFilter(self._filter)
         self._supervisor = asyncio.create_task(self._supervise(), name="supervision")
         logger.info(
-            "receiver listening on coap://%s/a (OSCORE), database %s", self.coap, self.db_path
+            "receiver listening on coap://%s/ (OSCORE), database %s", self.coap, self.db_path
         )
         if self.http is not None:
             from host_tools.console.app import create_app
@@ -324,6 +324,9 @@ class Receiver:
             self._coap_ctx = None
         for name in FILTERED_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
+        if self.keys is not None:
+            close_all(self.keys)
+            self.keys = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -234,7 +234,7 @@ class ReceiverStore:
             reporting = float(msg.reporting_s or reporting)
             next_due = now + msg.next_due_s
             health = json.dumps(
-                {k: getattr(msg, k) for k in ("queued", "rssi_dbm", "drift_ms", "mode", "faults")}
+                {k: getattr(msg, k) for k in ("queued", "rssi_dbm", "drift_s", "mode", "faults")}
             )
         self._db.execute(
             "INSERT INTO units (unit_id, last_heard, next_due, reporting_s, online, health) "
@@ -248,7 +248,7 @@ class ReceiverStore:
         return None
 
     def _apply_alarm(self, msg: protocol.Alarm, received_at: float) -> AlarmRecord:
-        unit_time = msg.time_ms / 1000
+        unit_time = float(msg.time_s)
         closed = msg.phase == protocol.Phase.CLOSE
         row = self._db.execute(
             "SELECT id FROM alarms WHERE unit_id = ? AND source = 'alarm' AND alarm_id = ?",
@@ -260,7 +260,7 @@ class ReceiverStore:
         suppressed = json.dumps([list(a) for a in msg.suppressed]) if msg.suppressed else None
         if row is None:
             # Any phase may arrive first (reordering): the alarm is built from what it carries.
-            opened = (msg.started_ms or msg.time_ms) / 1000
+            opened = float(msg.started_s or msg.time_s)
             cur = self._db.execute(
                 "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, rule, "
                 "state, unit_state, opened_at, received_at, updated_at, closed_at, max_temp_c, "
@@ -308,7 +308,7 @@ class ReceiverStore:
     def _apply_fault(
         self, msg: protocol.Fault | protocol.Restore, received_at: float
     ) -> AlarmRecord:
-        unit_time = msg.time_ms / 1000
+        unit_time = float(msg.time_s)
         if isinstance(msg, protocol.Restore):
             return self._close_queue_entry(
                 msg.unit_id,

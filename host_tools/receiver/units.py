@@ -10,7 +10,7 @@ from typing import Any
 from aiocoap import oscore
 from aiocoap.credentials import CredentialsMap
 
-from firmware.uplink.security import load_context
+from firmware.uplink.security import close_context, load_context
 from host_tools.provision.oscore import receiver_units_dir
 from host_tools.receiver import rejects as R
 from host_tools.receiver.rejects import Rejects
@@ -91,6 +91,14 @@ class UnitKeys(CredentialsMap):  # type: ignore[misc]
             return self.units_dir.stat().st_mtime_ns / 1e9
         except FileNotFoundError:
             return None
+
+
+def close_all(keys: UnitKeys) -> None:
+    """Persist every unit context's state and release its lock (on receiver shutdown)."""
+    for _unit, ctx in keys.by_kid.values():
+        close_context(ctx._inner)
+    keys.by_kid.clear()
+    keys.clear()
 
 
 def unit_of(claims: list[str]) -> str | None:

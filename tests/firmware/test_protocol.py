@@ -26,13 +26,13 @@ from firmware.uplink.protocol import (
     Restore,
 )
 
-T = 1_764_019_817_000
+T = 1_764_019_817
 
 
 def alarm(**kw: object) -> Alarm:
     base: dict[str, object] = dict(
         msg_id=7,
-        time_ms=T,
+        time_s=T,
         alarm_id=3,
         phase=Phase.OPEN,
         event=EventKind.FIRE,
@@ -50,33 +50,33 @@ def alarm(**kw: object) -> Alarm:
 EXAMPLES: list[protocol.Message] = [
     alarm(),
     alarm(rule=None, actions=(), suppressed=(("siren", "quiet hours 22:00-07:00"),), test=True),
-    alarm(phase=Phase.CLOSE, msg_id=9, time_ms=T + 283_000, started_ms=T, actions=()),
+    alarm(phase=Phase.CLOSE, msg_id=9, time_s=T + 283, started_s=T, actions=()),
     Heartbeat(
         msg_id=1000,
-        time_ms=T,
+        time_s=T,
         next_due_s=60,
         reporting_s=180,
         queued=0,
         rssi_dbm=-71,
-        drift_ms=-12,
+        drift_s=-1,
         mode=protocol.MODE_ARMED,
         faults=0,
     ),
     Fault(
         msg_id=11,
-        time_ms=T,
+        time_s=T,
         fault_id=2,
         code=FaultCode.ACTUATOR,
         subject="siren",
         detail="Modbus timeout",
     ),
-    Restore(msg_id=12, time_ms=T, fault_id=2, code=FaultCode.ACTUATOR, subject="siren"),
+    Restore(msg_id=12, time_s=T, fault_id=2, code=FaultCode.ACTUATOR, subject="siren"),
     CommandResult(
-        msg_id=13, time_ms=T, command_id=5, status=CommandStatus.DONE, detail="floodlight 120 s"
+        msg_id=13, time_s=T, command_id=5, status=CommandStatus.DONE, detail="floodlight 120 s"
     ),
     Ack(
         msg_id=7,
-        time_ms=T + 12,
+        time_s=T + 12,
         commands=(
             Command(5, CommandOp.TRIGGER, 600, "fire"),
             Command(6, CommandOp.SILENCE, 600),
@@ -102,9 +102,9 @@ def test_unit_identity_is_not_on_the_wire_but_set_on_decode() -> None:
 
 def test_open_says_its_start_once() -> None:
     data = cbor2.loads(protocol.encode(alarm(rule=None, actions=(), box=None, max_temp_dc=None)))
-    assert sorted(data) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(data) == [0, 1, 2, 3, 4, 6, 7, 8]  # an open's phase is the default
     closing = protocol.decode(protocol.encode(EXAMPLES[2]))
-    assert isinstance(closing, Alarm) and closing.started_ms == T
+    assert isinstance(closing, Alarm) and closing.started_s == T
 
 
 def test_typical_sizes_fit_their_budgets() -> None:

@@ -41,7 +41,7 @@ def make_alarm() -> MakeAlarm:
         values: dict[str, Any] = {
             "unit_id": "pole-17",
             "msg_id": next(msg_ids),
-            "time_ms": 1_795_123_800_000,
+            "time_s": 1_795_123_800,
             "alarm_id": 1,
             "phase": protocol.Phase.OPEN,
             "event": protocol.EventKind.FIRE,

@@ -118,7 +118,7 @@ async def test_alarm_detail_has_the_timeline(
     opened = console_store.ingest(make_alarm(alarm_id=7), 1000.0).alarm
     assert opened is not None
     console_store.ingest(
-        make_alarm(alarm_id=7, phase=protocol.Phase.CLOSE, time_ms=1_795_123_900_000), 1100.0
+        make_alarm(alarm_id=7, phase=protocol.Phase.CLOSE, time_s=1_795_123_900), 1100.0
     )
 
     resp = await client.get(f"/api/alarms/{opened.id}")

@@ -179,7 +179,7 @@ async def test_alarms_appear_and_update_live(
     await expect(page.locator("#open-count")).to_have_text("4 open alarms")
 
     # The unit closes the fire: the same row is updated in place.
-    deliver(make_alarm(alarm_id=42, phase=protocol.Phase.CLOSE, time_ms=1_795_123_990_000))
+    deliver(make_alarm(alarm_id=42, phase=protocol.Phase.CLOSE, time_s=1_795_123_990))
     await expect(row.locator(".state")).to_have_text("closed", timeout=UI_TIMEOUT_MS)
     await expect(page.locator(f'#alarm-rows tr[data-alarm-id="{fire.id}"]')).to_have_count(1)
     assert handle is not None and await handle.evaluate("row => row.isConnected")

@@ -59,7 +59,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 def alarm(msg_id: int, alarm_id: int = 1) -> bytes:
-    return protocol.encode(protocol.Alarm(msg_id=msg_id, time_ms=int(time.time() * 1000),
+    return protocol.encode(protocol.Alarm(msg_id=msg_id, time_s=int(time.time()),
                                           alarm_id=alarm_id, zone="lot"))  # fmt: skip
 
 
