@@ -58,7 +58,6 @@ class UplinkConfig(Strict):
     reporting_time_s: Annotated[float, Field(ge=30, le=86400)] = 180.0
     retry_initial_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 20.0
 
     @model_validator(mode="after")
     def verify_retry(self) -> UplinkConfig:
