@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
+STREAMED = ("alarm", "command")  # bus event types the page is sent
 # Browsers wait this long before reconnecting a dropped stream (the page then re-fetches the list).
 RETRY_MS = 1000
 # Events queued for one stream; a client this far behind is disconnected, and on reconnecting
@@ -53,7 +54,7 @@ class _Stream:
         self.peer = peer
         # Unbounded on purpose: the hub enforces CLIENT_BACKLOG and can always queue the
         # end-of-stream marker (None).
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
 
     def end(self) -> None:
         """Make the stream's handler finish after what is already queued."""
@@ -92,11 +93,12 @@ class _Hub:
             stream.end()
 
     def dispatch(self, event: dict[str, Any]) -> None:
-        """Queue one bus event on every open stream."""
-        if event.get("type") != "alarm" or not isinstance(event.get("alarm"), dict):
-            logger.debug("not for consoles: bus event of type %r", event.get("type"))
+        """Queue one bus event (an alarm, or a command's progress) on every open stream."""
+        kind = event.get("type")
+        if kind not in STREAMED or not isinstance(event.get(kind), dict):
+            logger.debug("not for consoles: bus event of type %r", kind)
             return
-        alarm: dict[str, Any] = event["alarm"]
+        data: dict[str, Any] = event[kind]
         pushed = 0
         for stream in list(self.streams):
             if stream.queue.qsize() >= CLIENT_BACKLOG:
@@ -108,9 +110,10 @@ class _Hub:
                 self.disconnect(stream)
                 stream.end()
                 continue
-            stream.queue.put_nowait(alarm)
+            stream.queue.put_nowait((kind, data))
             pushed += 1
-        logger.info("%s: pushed to %d console client(s)", alarm.get("ref"), pushed)
+        if kind == "alarm":
+            logger.info("%s: pushed to %d console client(s)", data.get("ref"), pushed)
 
     async def forward(self) -> None:
         """Move events from the bus to the streams until cancelled."""
@@ -301,15 +304,15 @@ async def _events(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         while True:
             try:
-                alarm = await asyncio.wait_for(stream.queue.get(), keepalive_s)
+                item = await asyncio.wait_for(stream.queue.get(), keepalive_s)
             except TimeoutError:
                 # Besides keeping proxies from timing the stream out, this write is how a
                 # client that went away is noticed.
                 await response.write(b": keep-alive\n\n")
                 continue
-            if alarm is None:
+            if item is None:
                 break
-            await response.write(_frame("alarm", alarm))
+            await response.write(_frame(*item))
     except ConnectionResetError:
         logger.debug("console client %s went away", stream.peer)
     finally:

@@ -210,3 +210,56 @@ async def test_reconnects_and_catches_up_after_a_restart(
     await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(row).to_contain_text("Fire")
     await expect(page.locator("#connection")).to_have_text("live")
+
+
+async def test_operator_command_result_is_shown_live(browser: Browser, tmp_path: Path) -> None:
+    """A command posted to the console reaches a unit on its next heartbeat; its result shows."""
+    import socket
+
+    import aiohttp
+
+    from firmware.clock import SimClock
+    from firmware.config.site import ReceiverEndpoint, UplinkConfig
+    from host_tools.provision.oscore import provision_oscore
+    from host_tools.receiver.server import Endpoint, Receiver
+    from polewatch.netutil import free_port
+    from sim.fleet import LightUnit
+
+    clock = SimClock(time.time(), speed=20.0)  # a heartbeat every 60 simulated s is 3 s real
+    provision_oscore("pole-0007", tmp_path / "unit" / "oscore", tmp_path / "rx")
+    http_at = Endpoint("127.0.0.1", free_port(socket.SOCK_STREAM))
+    coap_at = Endpoint("127.0.0.1", free_port())
+    receiver = Receiver(tmp_path / "rx" / "r.sqlite", coap_at, http_at, clock=clock)
+    await receiver.start()
+    endpoint = ReceiverEndpoint(host="127.0.0.1", port=receiver.coap.port)
+    unit = LightUnit("pole-0007", tmp_path / "unit", endpoint, clock, UplinkConfig())
+    unit.start()
+    page = await browser.new_page()
+    try:
+        store = receiver.require_store()
+        for _ in range(200):
+            if store.units():
+                break
+            await asyncio.sleep(0.02)
+        await page.goto(receiver.console_url or "")
+        await expect(page.locator("#no-commands")).to_be_visible(timeout=2000)
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(f"{receiver.console_url}api/units/pole-0007/commands",
+                                   json={"op": "trigger", "arg": "fire", "ttl_s": 600})  # fmt: skip
+            assert resp.status == 201, await resp.text()
+            bad = await http.post(f"{receiver.console_url}api/units/pole-0007/commands",
+                                  json={"op": "launch"})  # fmt: skip
+            assert bad.status == 400
+        row = page.locator("#command-rows tr")
+        await expect(row).to_have_count(1, timeout=2000)
+        await expect(row).to_contain_text("trigger fire")
+        # Delivered on the answer to the unit's next heartbeat, carried out, result back.
+        await expect(row.locator(".cmd-state")).to_have_text("done", timeout=10_000)
+        assert unit.executed == [(protocol.CommandOp.TRIGGER, "fire")]
+        shot = Path("build/test-artifacts")
+        shot.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(shot / "console-commands.png"), full_page=True)
+    finally:
+        await page.close()
+        await unit.stop()
+        await receiver.stop()

@@ -265,13 +265,67 @@
     updateSummary();
   }
 
+  // --- operator commands --------------------------------------------------------------------
+
+  const commandRows = new Map(); // command id -> <tr>
+
+  function isCommand(c) {
+    return c !== null && typeof c === "object" && Number.isInteger(c.id) &&
+      typeof c.unit_id === "string" && typeof c.op === "string" && typeof c.state === "string";
+  }
+
+  function showCommand(cmd) {
+    let row = commandRows.get(cmd.id);
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.commandId = String(cmd.id);
+      commandRows.set(cmd.id, row);
+      // Newest first.
+      document.getElementById("command-rows").prepend(row);
+    }
+    row.dataset.state = cmd.state;
+    row.replaceChildren(
+      cell("num", el("span", null, String(cmd.id))),
+      cell(null, el("span", null, formatTime(cmd.created))),
+      cell(null, el("span", null, cmd.unit_id)),
+      cell(null, el("span", null, cmd.arg ? `${cmd.op} ${cmd.arg}` : cmd.op)),
+      cell("cmd", el("span", `cmd-state cmd-${cmd.state}`, cmd.state)),
+      cell("result", el("span", null, cmd.detail || "")),
+    );
+    document.getElementById("no-commands").hidden = commandRows.size > 0;
+  }
+
+  async function refreshCommands() {
+    try {
+      const response = await fetch("/api/commands", { cache: "no-store" });
+      if (!response.ok) return;
+      const list = await response.json();
+      if (!Array.isArray(list)) return;
+      for (const cmd of list.slice().reverse()) if (isCommand(cmd)) showCommand(cmd);
+    } catch {
+      // The alarm list reports connection trouble; commands simply wait for the next refresh.
+    }
+  }
+
+  function onCommand(message) {
+    let cmd;
+    try {
+      cmd = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (isCommand(cmd)) showCommand(cmd);
+  }
+
   function connect() {
     const source = new EventSource("/api/events");
     source.addEventListener("open", () => {
       setConnection("live");
       refresh();
+      refreshCommands();
     });
     source.addEventListener("alarm", onAlarm);
+    source.addEventListener("command", onCommand);
     source.addEventListener("error", () => {
       setConnection("reconnecting");
       // The browser retries by itself unless the server refused the stream outright.
@@ -287,5 +341,6 @@
   }, 1000);
   updateSummary();
   refresh();
+  refreshCommands();
   connect();
 })();
