@@ -17,8 +17,9 @@ from typing import Any
 from firmware.clock import SimClock
 from firmware.config.board import BoardConfig
 from firmware.config.site import SiteConfig
+from firmware.config.updates import check_and_store
 from firmware.detect.fire import FireDetector
-from firmware.errors import ActuatorFault, HardwareError
+from firmware.errors import ActuatorFault, ConfigError, HardwareError
 from firmware.frames import LatestQueue
 from firmware.hal import registry
 from firmware.hal.base import AudioPlayer, Modem, Output, ThermalCamera, ThermalFrame
@@ -26,12 +27,14 @@ from firmware.hal.registry import HalContext
 from firmware.rules.deterrence import Deterrence
 from firmware.rules.engine import RuleEngine
 from firmware.uplink import protocol
+from firmware.uplink.client import UplinkError
 from firmware.uplink.heartbeat import UnitStatus
 from firmware.uplink.stack import Uplink
 
 logger = logging.getLogger(__name__)
 
 CAMERA_RETRY_S = 1.0
+RESTART_DRAIN_S = 10.0  # before a restart, time for queued messages (the command result) to go
 
 
 @dataclass
@@ -123,6 +126,9 @@ class UnitRuntime:
             audio=audio if isinstance(audio, AudioPlayer) else None,
         )
         self._actuator_faults_seen = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self.restart_requested = False  # a new site config waits: the process should restart
         for name, detail in self.devices.start_faults:
             self.faults.raise_(protocol.FaultCode.ACTUATOR, name, detail)
         self.engine = RuleEngine(site, self.deterrence, self._commit, self.outbox.next_alarm_id)
@@ -179,7 +185,40 @@ class UnitRuntime:
         if op in (protocol.CommandOp.TEST_ON, protocol.CommandOp.TEST_OFF):
             self.engine.set_test_mode(op == protocol.CommandOp.TEST_ON)
             return ok, None
-        return protocol.CommandStatus.REJECTED, f"{op.name.lower()} is not supported by this unit"
+        if op == protocol.CommandOp.CONFIG_UPDATE and arg is not None and arg.isdigit():
+            return self._update_config(arg)
+        return protocol.CommandStatus.REJECTED, f"{op.name.lower()} {arg or ''}: bad argument"
+
+    def _update_config(self, version: str) -> tuple[protocol.CommandStatus, str | None]:
+        """Fetch, check and store a new site config; restart to apply it. Runs in a thread."""
+        loop = self._loop
+        if loop is None:
+            return protocol.CommandStatus.FAILED, "the unit is not running"
+        client = self.uplink.sender.client
+        try:
+            text = asyncio.run_coroutine_threadsafe(client.fetch_config(version), loop).result(
+                client.timeout_s + 5
+            )
+        except (UplinkError, TimeoutError) as exc:
+            return protocol.CommandStatus.FAILED, f"cannot fetch config v{version}: {exc}"
+        try:
+            check_and_store(self.board, self.site, text, self.data_dir, version)
+        except ConfigError as exc:
+            problem = str(exc).splitlines()[0]
+            self.faults.raise_(protocol.FaultCode.CONFIG, "site", problem)
+            return protocol.CommandStatus.REJECTED, problem
+        self.restart_requested = True
+        loop.call_soon_threadsafe(self._restart_soon)
+        return protocol.CommandStatus.DONE, f"config v{version} stored; restarting to apply it"
+
+    def _restart_soon(self) -> None:
+        async def restart() -> None:
+            await asyncio.sleep(0.5)  # the command's result is committed just after we return
+            await self.uplink.drain(RESTART_DRAIN_S)
+            logger.warning("restarting to apply the new site config")
+            self.request_stop()
+
+        self._restart_task = asyncio.get_running_loop().create_task(restart())
 
     def request_stop(self) -> None:
         """Ask the runtime to stop (from a signal handler or another task)."""
@@ -194,6 +233,7 @@ class UnitRuntime:
             len(self.devices.outputs),
             self.sender.client.uri,
         )
+        self._loop = asyncio.get_running_loop()
         self.deterrence.start_failsafe()
         tasks = [asyncio.create_task(loop) for loop in self.uplink.loops()]
         if self.devices.thermal is not None:

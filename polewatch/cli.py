@@ -16,6 +16,8 @@ from host_tools.receiver.server import Endpoint
 logger = logging.getLogger("polewatch")
 
 EPILOG = "Run 'polewatch COMMAND --help' for the options of each command."
+# 'polewatch unit' exits with this to be restarted (systemd Restart=always) with a new config.
+EXIT_RESTART = 75  # EX_TEMPFAIL
 
 
 def _add_logging(p: argparse.ArgumentParser, default: str = "INFO") -> None:
@@ -214,11 +216,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_unit(args: argparse.Namespace) -> int:
     """``unit``."""
     from firmware.clock import SystemClock
-    from firmware.config.load import load_pair
+    from firmware.config.load import load_board
+    from firmware.config.updates import effective_site
     from firmware.hal.registry import HalContext
     from firmware.runtime import UnitRuntime
+    from firmware.uplink.protocol import FaultCode
 
-    board, site = load_pair(args.board, args.site)
+    board = load_board(args.board)
+    site, site_path, stored_problem = effective_site(board, args.site, args.data_dir)
+    logger.info("site config: %s", site_path)
     ctx = HalContext(clock=SystemClock())
     if board.thermal is not None and board.thermal.backend == "sim":
         from sim.scenario import load_scenario, resolve
@@ -230,14 +236,18 @@ def cmd_unit(args: argparse.Namespace) -> int:
         ctx.sensor_factory = sensor_for
         ctx.sim_start = ctx.clock.now()
 
-    async def main() -> None:
+    async def main() -> bool:
         runtime = UnitRuntime(board, site, ctx, args.data_dir, args.security_dir)
+        if stored_problem is not None:  # running on the last good config: say why
+            runtime.faults.raise_(FaultCode.CONFIG, "site", stored_problem)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.request_stop)
         await runtime.run()
+        return runtime.restart_requested
 
-    asyncio.run(main())
+    if asyncio.run(main()):
+        return EXIT_RESTART
     return 0
 
 

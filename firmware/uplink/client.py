@@ -101,6 +101,28 @@ class UplinkClient:
             raise UplinkError(f"{self.uri} answered with a {type(ack).__name__}, not an Ack")
         return ack
 
+    async def fetch_config(self, version: str) -> str:
+        """GET version ``version`` of this unit's site config from the receiver."""
+        ctx = await self._context()
+        request = aiocoap.Message(
+            code=aiocoap.GET, uri=f"{self.origin}/c?v={version}", transport_tuning=self.tuning
+        )
+        try:
+            response = await asyncio.wait_for(ctx.request(request).response, self.timeout_s)
+        except TimeoutError as exc:
+            raise UplinkError(f"no config from {self.origin} within {self.timeout_s:g} s") from exc
+        except CoapError as exc:
+            raise UplinkError(f"{self.origin}: {exc}") from exc
+        if not response.code.is_successful():
+            raise UplinkError(
+                f"config v{version}: {response.code} "
+                f"{response.payload.decode('utf-8', 'replace')[:200]}"
+            )
+        try:
+            return str(response.payload.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UplinkError(f"config v{version} is not UTF-8 text") from exc
+
     async def close(self) -> None:
         """Shut the CoAP context down and release the security context."""
         if self._ctx is not None:

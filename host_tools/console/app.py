@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from firmware.errors import StorageError
+from firmware.errors import ConfigError, StorageError
 from firmware.uplink.protocol import CommandOp
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import CommandRecord, ReceiverStore
@@ -130,6 +130,7 @@ _HUB = web.AppKey("hub", _Hub)
 _KEEPALIVE = web.AppKey("keepalive_s", float)
 _OPS = {op.name.lower().replace("_", "-"): op for op in CommandOp}
 MAX_TTL_S = 86400.0
+MAX_CONFIG_BYTES = 64 * 1024
 
 
 class Commander(Protocol):
@@ -139,6 +140,10 @@ class Commander(Protocol):
         self, unit_id: str, op: CommandOp, arg: str | None = None, ttl_s: float = 600.0
     ) -> CommandRecord:
         """Queue one command; it rides on the unit's next acknowledgement."""
+        ...
+
+    def update_config(self, unit_id: str, text: str, ttl_s: float = 3600.0) -> CommandRecord:
+        """Check and store a new site config, and queue the unit's config update."""
         ...
 
 
@@ -158,6 +163,7 @@ def create_app(
     if commander is not None:
         app[_COMMANDER] = commander
         app.router.add_post("/api/units/{unit}/commands", _queue_command)
+        app.router.add_post("/api/units/{unit}/config", _update_config)
     app[_HUB] = _Hub(bus)
     app[_KEEPALIVE] = keepalive_s
     app.router.add_get("/", _index)
@@ -258,6 +264,25 @@ async def _queue_command(request: web.Request) -> web.Response:
         return _error(404, f"no unit {unit!r} has reported to this receiver")
     commander = request.app[_COMMANDER]
     record = await asyncio.to_thread(commander.queue_command, unit, op, arg, float(ttl))
+    return web.json_response(record.to_json(), status=201)
+
+
+async def _update_config(request: web.Request) -> web.Response:
+    """``POST /api/units/{unit}/config`` with the new site config (TOML) as the body."""
+    if request.content_type not in ("application/toml", "text/plain"):
+        return _error(415, "send the site config as application/toml")
+    if (request.content_length or 0) > MAX_CONFIG_BYTES:
+        return _error(413, f"a site config is at most {MAX_CONFIG_BYTES} bytes")
+    text = await request.text()
+    unit = request.match_info["unit"]
+    known = {u["unit_id"] for u in await asyncio.to_thread(request.app[_STORE].units)}
+    if unit not in known:
+        return _error(404, f"no unit {unit!r} has reported to this receiver")
+    try:
+        record = await asyncio.to_thread(request.app[_COMMANDER].update_config, unit, text)
+    except ConfigError as exc:
+        problems = str(exc).splitlines()
+        return web.json_response({"error": "invalid site config", "problems": problems}, status=400)
     return web.json_response(record.to_json(), status=201)
 
 

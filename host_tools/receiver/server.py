@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 from aiohttp import web
 
 from firmware.clock import Clock, SystemClock
-from firmware.errors import NetworkError, ProtocolError, StorageError
+from firmware.config.load import validate_model
+from firmware.config.site import SiteConfig
+from firmware.errors import ConfigError, NetworkError, ProtocolError, StorageError
 from firmware.uplink import protocol
 from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
@@ -86,6 +89,34 @@ class RequireOscore(OscoreSiteWrapper):  # type: ignore[misc]
                 pipe.add_response(_error(aiocoap.BAD_OPTION, "bad OSCORE option"), is_last=True)
             return
         await super().render_to_pipe(pipe)
+
+
+class ConfigResource(resource.Resource):  # type: ignore[misc]
+    """``GET /c?v=N``: version N of the requesting unit's site config (TOML), for a config update.
+
+    Only the unit the OSCORE context identifies gets its own config; blockwise transfer carries
+    configs larger than one datagram.
+    """
+
+    def __init__(self, receiver: Receiver) -> None:
+        super().__init__()
+        self.receiver = receiver
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        """The config text, or 4.04."""
+        unit = unit_of(list(request.remote.authenticated_claims))
+        if unit is None:
+            self.receiver.rejects.reject(R.UNPROTECTED, request.remote, "GET /c without OSCORE")
+            return _error(aiocoap.UNAUTHORIZED, "OSCORE required")
+        query = dict(q.partition("=")[::2] for q in request.opt.uri_query)
+        if not query.get("v", "").isdigit():
+            return _error(aiocoap.BAD_REQUEST, "give the version: ?v=N")
+        store = self.receiver.require_store()
+        text = await asyncio.to_thread(store.config, unit, int(query["v"]))
+        if text is None:
+            return _error(aiocoap.NOT_FOUND, f"no config version {query['v']} for {unit}")
+        logger.info("%s: site config v%s fetched", unit, query["v"])
+        return aiocoap.Message(code=aiocoap.CONTENT, payload=text.encode())
 
 
 class UplinkResource(resource.Resource):  # type: ignore[misc]
@@ -258,6 +289,24 @@ class Receiver:
         self.bus.publish({"type": "command", "command": cmd.to_json()})
         return cmd
 
+    def update_config(self, unit_id: str, text: str, ttl_s: float = 3600.0) -> CommandRecord:
+        """Check a new site config for a unit, store it, and queue the update command.
+
+        The receiver checks what it can (syntax, keys, types, references within the site, the
+        unit's id); the unit checks it again against its board before it takes it.
+        """
+        where = Path(f"site config for {unit_id}")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+        site = validate_model(SiteConfig, data, where)
+        if site.unit.id != unit_id:
+            raise ConfigError(f"{where}: unit.id: is {site.unit.id!r}, not {unit_id!r}")
+        version = self.require_store().put_config(unit_id, text, self.clock.now())
+        logger.info("%s: site config v%d stored", unit_id, version)
+        return self.queue_command(unit_id, protocol.CommandOp.CONFIG_UPDATE, str(version), ttl_s)
+
     async def _supervise(self) -> None:
         store = self.require_store()
         while True:
@@ -275,6 +324,7 @@ class Receiver:
             self.keys = UnitKeys(self.keys_dir, self.rejects)
             site = resource.Site()
             site.add_resource([], UplinkResource(self))  # the root: no Uri-Path bytes
+            site.add_resource(["c"], ConfigResource(self))
             _check_udp_free(self.coap)
             self._coap_ctx = await aiocoap.Context.create_server_context(
                 RequireOscore(site, self.keys, self.rejects), bind=(self.coap.host, self.coap.port)

@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS commands (
     done_at     REAL
 );
 CREATE INDEX IF NOT EXISTS commands_pending ON commands (unit_id, state);
+CREATE TABLE IF NOT EXISTS unit_configs (
+    unit_id     TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (unit_id, version)
+);
 """
 
 DEFAULT_REPORTING_S = 180.0
@@ -469,6 +476,32 @@ class ReceiverStore:
                 (unit_id, unit_id, limit),
             ).fetchall()
         return [_command(r) for r in rows]
+
+    def put_config(self, unit_id: str, text: str, now: float) -> int:
+        """Store a new site config version for a unit; return its version number."""
+
+        def insert() -> int:
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM unit_configs WHERE unit_id = ?",
+                (unit_id,),
+            ).fetchone()
+            version = int(row[0])
+            self._db.execute(
+                "INSERT INTO unit_configs (unit_id, version, text, created) VALUES (?, ?, ?, ?)",
+                (unit_id, version, text, now),
+            )
+            return version
+
+        return self._write(insert)  # type: ignore[no-any-return]
+
+    def config(self, unit_id: str, version: int) -> str | None:
+        """A stored site config version of a unit."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text FROM unit_configs WHERE unit_id = ? AND version = ?",
+                (unit_id, version),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def _command(self, pk: int) -> CommandRecord:
         return _command(self._db.execute("SELECT * FROM commands WHERE id = ?", (pk,)).fetchone())
