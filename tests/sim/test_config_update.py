@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,20 +17,19 @@ from polewatch.netutil import free_port
 from sim.runner import build_sim_unit
 from sim.scenario import resolve
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    Until = Callable[..., Awaitable[None]]
+
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "sim" / "sites" / "parking_lot.toml"
 BOARD = REPO / "board_configs" / "sim.toml"
 
 
-async def until(predicate, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(limit_s / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
-
-
-async def test_bad_config_refused_good_config_applied_by_restart(tmp_path: Path) -> None:
+async def test_bad_config_refused_good_config_applied_by_restart(
+    tmp_path: Path, until: Until
+) -> None:
     receiver = Receiver(tmp_path / "r.sqlite", Endpoint("127.0.0.1", free_port()), None)
     await receiver.start()
     rx = ("127.0.0.1", receiver.coap.port)
@@ -84,7 +84,7 @@ def test_a_broken_stored_config_falls_back_to_the_provisioned_one(tmp_path: Path
     assert problem is not None and "not valid TOML" in problem
 
 
-async def test_console_endpoint_checks_and_queues_a_config(tmp_path: Path) -> None:
+async def test_console_endpoint_checks_and_queues_a_config(tmp_path: Path, until: Until) -> None:
     import socket
 
     import aiohttp

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from firmware.hal.sim import SimOutput
 from firmware.uplink import protocol
@@ -16,18 +17,15 @@ from polewatch.netutil import free_port
 from sim.runner import build_sim_unit
 from sim.scenario import resolve
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    Until = Callable[..., Awaitable[None]]
+
 SPEED = 20.0
 
 
-async def until(predicate, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(limit_s / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
-
-
-async def test_trigger_and_silence_switch_the_units_outputs(tmp_path: Path) -> None:
+async def test_trigger_and_silence_switch_the_units_outputs(tmp_path: Path, until: Until) -> None:
     receiver = Receiver(tmp_path / "r.sqlite", Endpoint("127.0.0.1", free_port()), None)
     await receiver.start()
     unit = build_sim_unit(resolve("quiet_lot"), tmp_path / "unit", SPEED,
