@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,19 +130,14 @@ class UnitRuntime:
         self.restart_requested = False  # a new site config waits: the process should restart
         for name, detail in self.devices.start_faults:
             self.faults.raise_(protocol.FaultCode.ACTUATOR, name, detail)
-        self.engine = RuleEngine(site, self.deterrence, self._commit, self.outbox.next_alarm_id)
+        self.engine = RuleEngine(
+            site, self.deterrence, self.uplink.commit, self.outbox.next_alarm_id
+        )
         self.fire = FireDetector(site.detection.fire)
         fast = isinstance(self.clock, SimClock) and self.clock.fast
         self.frames: LatestQueue[ThermalFrame] = LatestQueue(1, lossless=fast)
         self.frames_processed = 0
         self._stop = asyncio.Event()
-        self.on_alarm_committed: Callable[[str], None] | None = None
-
-    def _commit(self, build: Callable[[int], protocol.Message], priority: int, ref: str) -> int:
-        msg_id = self.uplink.commit(build, priority, ref)
-        if self.on_alarm_committed is not None:
-            self.on_alarm_committed(ref)
-        return msg_id
 
     def _status(self) -> UnitStatus:
         """Health for the next heartbeat; new actuator faults are reported on the way."""

@@ -446,8 +446,3 @@ def decode(raw: bytes, unit_id: str = "") -> Message:
         except ValueError as exc:
             raise ProtocolError(f"{kind.name.lower()}: key {key} ({attr}): {exc}") from None
     return cls(unit_id=unit_id, **values)
-
-
-def message_fields(cls: type[Message]) -> list[str]:
-    """Attribute names of a message class, for documentation and tests."""
-    return [f.name for f in fields(cls)]

@@ -27,11 +27,6 @@ class EventBus:
         """Stop delivering to a queue."""
         self._subscribers.discard(q)
 
-    @property
-    def subscriber_count(self) -> int:
-        """How many subscribers listen."""
-        return len(self._subscribers)
-
     def publish(self, event: dict[str, Any]) -> int:
         """Deliver an event to every subscriber (from the event loop's thread); return how many."""
         for q in self._subscribers:
