@@ -65,3 +65,48 @@ def test_every_subcommand_has_help() -> None:
         result = polewatch(cmd, "--help")
         assert result.returncode == 0
         assert "usage: polewatch " + cmd in result.stdout
+
+
+def test_demo_prints_the_console_and_alarms_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "polewatch",
+            "demo",
+            "--http-port",
+            "0",
+            "--speed",
+            "4",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "ALARM pole-0001/1 OPEN" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines) + out
+    assert re.search(r"console at http://127\.0\.0\.1:\d+/", text)
+    assert "ALARM pole-0001/1 OPEN P1 fire zone=lot" in text
+    assert "outcome not checked" in text
+    assert "polewatch demo: stopped" in text
+    assert proc.returncode == 0
