@@ -29,6 +29,8 @@ class UnitStatus:
     rssi_dbm: int | None = None
     mode: int = protocol.MODE_ARMED
     faults: int = 0
+    modem: protocol.ModemState = protocol.ModemState.REGISTERED
+    modem_resets: int = 0
 
 
 def heartbeat_interval(reporting_time_s: float) -> float:
@@ -67,6 +69,8 @@ class Heartbeats:
             rssi_dbm=status.rssi_dbm,
             mode=status.mode,
             faults=status.faults,
+            modem=status.modem,
+            modem_resets=min(status.modem_resets, 65535),
         )
 
     async def beat(self) -> bool:

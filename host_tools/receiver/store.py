@@ -240,9 +240,10 @@ class ReceiverStore:
         if isinstance(msg, protocol.Heartbeat):
             reporting = float(msg.reporting_s or reporting)
             next_due = now + msg.next_due_s
-            health = json.dumps(
-                {k: getattr(msg, k) for k in ("queued", "rssi_dbm", "drift_s", "mode", "faults")}
-            )
+            fields = ("queued", "rssi_dbm", "drift_s", "mode", "faults", "modem_resets")
+            report = {k: getattr(msg, k) for k in fields}
+            report["modem"] = msg.modem.name.lower().replace("_", "-")  # registered, no-sim, ...
+            health = json.dumps(report)
         self._db.execute(
             "INSERT INTO units (unit_id, last_heard, next_due, reporting_s, online, health) "
             "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (unit_id) DO UPDATE SET "

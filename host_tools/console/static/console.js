@@ -317,12 +317,69 @@
     if (isCommand(cmd)) showCommand(cmd);
   }
 
+  // --- units --------------------------------------------------------------------------------
+
+  const UNITS_REFRESH_MS = 10000; // units' health comes with heartbeats, which have no events
+  const MODEM_LABELS = {
+    registered: "registered",
+    searching: "searching",
+    "no-sim": "no SIM",
+    hung: "AT port hung",
+    unknown: "unknown",
+  };
+
+  function isUnit(u) {
+    return u !== null && typeof u === "object" && typeof u.unit_id === "string";
+  }
+
+  function unitRow(unit) {
+    const h = unit.health !== null && typeof unit.health === "object" ? unit.health : {};
+    const resets = Number.isInteger(h.modem_resets) ? h.modem_resets : 0;
+    const known = typeof h.modem === "string" && Object.hasOwn(MODEM_LABELS, h.modem);
+    const modem = known ? h.modem : "unknown";
+    // A unit without a supervised modem reports "registered", no signal and no resets.
+    const hasModem = modem !== "registered" || typeof h.rssi_dbm === "number" || resets > 0;
+    const link = unit.online ? "online" : "offline";
+    const row = document.createElement("tr");
+    row.dataset.unitId = unit.unit_id;
+    row.dataset.modem = hasModem ? modem : "";
+    row.replaceChildren(
+      cell("unit", el("span", null, unit.unit_id)),
+      cell(null, el("span", `modem-state link-${link}`, link)),
+      cell(null, typeof unit.last_heard === "number" ? formatTime(unit.last_heard) : "—"),
+      cell("num signal", typeof h.rssi_dbm === "number" ? `${h.rssi_dbm} dBm` : "—"),
+      cell(
+        "modem",
+        hasModem ? el("span", `modem-state modem-${modem}`, MODEM_LABELS[modem]) : "—",
+      ),
+      cell("num modem-resets", hasModem ? String(resets) : "—"),
+      cell("num", Number.isInteger(h.faults) ? String(h.faults) : "—"),
+      cell("num", Number.isInteger(h.queued) ? String(h.queued) : "—"),
+    );
+    return row;
+  }
+
+  async function refreshUnits() {
+    try {
+      const response = await fetch("/api/units", { cache: "no-store" });
+      if (!response.ok) return;
+      const list = await response.json();
+      if (!Array.isArray(list)) return;
+      const rows = list.filter(isUnit).map(unitRow);
+      document.getElementById("unit-rows").replaceChildren(...rows);
+      document.getElementById("no-units").hidden = rows.length > 0;
+    } catch {
+      // The alarm list reports connection trouble; units simply wait for the next refresh.
+    }
+  }
+
   function connect() {
     const source = new EventSource("/api/events");
     source.addEventListener("open", () => {
       setConnection("live");
       refresh();
       refreshCommands();
+      refreshUnits();
     });
     source.addEventListener("alarm", onAlarm);
     source.addEventListener("command", onCommand);
@@ -339,8 +396,10 @@
   setInterval(() => {
     for (const entry of shown.values()) updateAge(entry);
   }, 1000);
+  setInterval(refreshUnits, UNITS_REFRESH_MS);
   updateSummary();
   refresh();
   refreshCommands();
+  refreshUnits();
   connect();
 })();
