@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 DEB_STAMP := build/.debian-deps
 
-.PHONY: setup demo demo-once test bench lint typecheck clean
+.PHONY: setup demo demo-once test bench lint typecheck clean models
 
 setup: $(PY_STAMP) $(DEB_STAMP)
 
@@ -35,6 +35,12 @@ test: setup
 # Speed and size figures: build/bench/results.json and a table.
 bench: $(PY_STAMP)
 	$(BIN)/python -m polewatch.bench
+
+# The thermal object detector: simulate data, train, int8-quantise, evaluate, write the card
+# (models/README.md). Needs the optional `train` extra (TensorFlow), which this installs.
+models: $(PY_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m models.thermal.pipeline
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .

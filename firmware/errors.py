@@ -33,3 +33,7 @@ class NetworkError(PolewatchError, OSError):
 
 class StorageError(PolewatchError, RuntimeError):
     """A durable store (outbox, receiver database) could not be read or written."""
+
+
+class ModelError(PolewatchError, ValueError):
+    """A model or label file is missing, unreadable, or not what its user expects."""

@@ -1,8 +1,9 @@
 """The unit runtime: one asyncio loop as the spine, blocking work in threads.
 
-capture (thread) -> latest-frame queue -> fire detection (thread) -> rules -> outbox commit ->
-deterrence; the sender drains the outbox to the receiver. Outputs start off and are forced off
-however the runtime ends.
+capture (thread) -> latest-frame queue -> detection pipeline (thread: masks, sensor and tamper
+checks, fire, object model, tracker, events) -> rules -> outbox commit -> deterrence; the sender
+drains the outbox to the receiver. A visible camera, when the site runs a model on it, has its own
+capture and pipeline. Outputs start off and are forced off however the runtime ends.
 """
 
 from __future__ import annotations
@@ -17,17 +18,27 @@ from firmware.clock import SimClock
 from firmware.config.board import BoardConfig
 from firmware.config.site import SiteConfig
 from firmware.config.updates import check_and_store
-from firmware.detect.fire import FireDetector
+from firmware.detect.pipeline import ThermalPipeline, VisiblePipeline
+from firmware.detect.visible import VisibleDetector
 from firmware.errors import ActuatorFault, ConfigError, HardwareError
 from firmware.frames import LatestQueue
 from firmware.hal import registry
-from firmware.hal.base import AudioPlayer, Modem, Output, ThermalCamera, ThermalFrame
+from firmware.hal.base import (
+    AudioPlayer,
+    Modem,
+    Output,
+    ThermalCamera,
+    ThermalFrame,
+    VisibleCamera,
+    VisibleFrame,
+)
 from firmware.hal.registry import HalContext
 from firmware.rules.deterrence import Deterrence
 from firmware.rules.engine import RuleEngine
 from firmware.uplink import protocol
 from firmware.uplink.client import UplinkError
 from firmware.uplink.heartbeat import UnitStatus
+from firmware.uplink.modem import ModemSupervisor
 from firmware.uplink.stack import Uplink
 
 logger = logging.getLogger(__name__)
@@ -42,12 +53,13 @@ class Devices:
 
     thermal: ThermalCamera | None
     outputs: dict[str, Output]
+    visible: VisibleCamera | None = None
     others: dict[str, Any] = field(default_factory=dict)
     start_faults: list[tuple[str, str]] = field(default_factory=list)  # (output, what failed)
 
     def close(self) -> None:
         """Close everything (outputs must already be off)."""
-        for dev in [self.thermal, *self.outputs.values(), *self.others.values()]:
+        for dev in [self.thermal, self.visible, *self.outputs.values(), *self.others.values()]:
             if dev is not None:
                 try:
                     dev.close()
@@ -55,12 +67,12 @@ class Devices:
                     logger.error("closing %r failed: %s", dev, exc)
 
 
-def open_devices(board: BoardConfig, ctx: HalContext) -> Devices:
-    """Open every device the board config names, through the backend registry."""
+def open_devices(board: BoardConfig, ctx: HalContext, visible: bool = False) -> Devices:
+    """Open every device the board config names (the visible camera only if it is used)."""
     outputs: dict[str, Output] = {}
     others: dict[str, Any] = {}
     start_faults: list[tuple[str, str]] = []
-    thermal = None
+    thermal = camera = None
     try:
         for name, cfg in board.outputs.items():
             outputs[name] = registry.create("output", name, cfg, ctx)
@@ -74,14 +86,16 @@ def open_devices(board: BoardConfig, ctx: HalContext) -> Devices:
                 start_faults.append((name, str(exc)))
         if board.thermal is not None:
             thermal = registry.create("thermal", "thermal", board.thermal, ctx)
+        if visible and board.visible is not None:
+            camera = registry.create("visible", "visible", board.visible, ctx)
         if board.audio is not None:
             others["audio"] = registry.create("audio", "audio", board.audio, ctx)
         if board.modem is not None:
             others["modem"] = registry.create("modem", "modem", board.modem, ctx)
     except BaseException:
-        Devices(thermal, outputs, others).close()
+        Devices(thermal, outputs, camera, others).close()
         raise
-    return Devices(thermal, outputs, others, start_faults)
+    return Devices(thermal, outputs, camera, others, start_faults)
 
 
 class UnitRuntime:
@@ -98,7 +112,10 @@ class UnitRuntime:
         self.board, self.site, self.ctx = board, site, ctx
         self.clock = ctx.clock
         self.data_dir = data_dir
-        self.devices = open_devices(board, ctx)
+        visible_cfg = site.detection.visible
+        self.devices = open_devices(
+            board, ctx, visible=visible_cfg is not None and visible_cfg.enabled
+        )
         try:
             self.uplink = Uplink(
                 site.receiver,
@@ -117,6 +134,10 @@ class UnitRuntime:
             self.uplink.sender,
             self.uplink.faults,
         )
+        modem = self.devices.others.get("modem")
+        self.modem: ModemSupervisor | None = None
+        if isinstance(modem, Modem) and board.modem is not None:
+            self.modem = ModemSupervisor.from_config(modem, board.modem, self.clock, self.faults)
         audio = self.devices.others.get("audio")
         self.deterrence = Deterrence(
             self.devices.outputs,
@@ -133,11 +154,52 @@ class UnitRuntime:
         self.engine = RuleEngine(
             site, self.deterrence, self.uplink.commit, self.outbox.next_alarm_id
         )
-        self.fire = FireDetector(site.detection.fire)
+        try:
+            self.thermal_pipeline, self.visible_pipeline = self._pipelines()
+        except BaseException:
+            self.devices.close()
+            raise
         fast = isinstance(self.clock, SimClock) and self.clock.fast
         self.frames: LatestQueue[ThermalFrame] = LatestQueue(1, lossless=fast)
+        self.visible_frames: LatestQueue[VisibleFrame] = LatestQueue(1, lossless=fast)
+        # Open camera faults and who raised them: the capture loop (read errors) or the image
+        # checks (frozen, out of range, tamper). Each clears only its own.
+        self.camera_faults: dict[tuple[protocol.FaultCode, str], tuple[str, str]] = {}
         self.frames_processed = 0
         self._stop = asyncio.Event()
+
+    def _pipelines(self) -> tuple[ThermalPipeline | None, VisiblePipeline | None]:
+        thermal_cfg, visible_cfg = self.board.thermal, self.site.detection.visible
+        thermal = visible = None
+        if thermal_cfg is not None:
+            thermal = ThermalPipeline(
+                self.site, thermal_cfg.width, thermal_cfg.height, thermal_cfg.radiometric
+            )
+        camera = self.devices.visible
+        if camera is not None and visible_cfg is not None and self.board.visible is not None:
+            detector = VisibleDetector(visible_cfg, self.board.board.inference_threads)
+            visible = VisiblePipeline(
+                self.site, self.board.visible.width, self.board.visible.height, detector
+            )
+        return thermal, visible
+
+    def _camera_fault(
+        self, code: protocol.FaultCode, sensor: str, what: str | None, source: str
+    ) -> None:
+        """Raise a camera or tamper fault when ``what`` names a problem, clear it when gone."""
+        key = (code, sensor)
+        current = self.camera_faults.get(key)
+        if what is None:
+            if current is not None and current[1] == source:
+                del self.camera_faults[key]
+                logger.info("%s camera: %s is over", sensor, code.name.lower())
+                self.faults.clear(code, sensor)
+            return
+        if current is not None:
+            return  # already open (the first cause is the one reported)
+        self.camera_faults[key] = (what, source)
+        logger.warning("%s camera: %s: %s", sensor, code.name.lower(), what)
+        self.faults.raise_(code, sensor, what)
 
     def _status(self) -> UnitStatus:
         """Health for the next heartbeat; new actuator faults are reported on the way."""
@@ -149,12 +211,18 @@ class UnitRuntime:
         for fault in reported:
             output, _, detail = fault.partition(": ")
             self.faults.raise_(protocol.FaultCode.ACTUATOR, output, detail)
-        modem = self.devices.others.get("modem")
-        rssi = modem.status().rssi_dbm if isinstance(modem, Modem) else None
         mode = (protocol.MODE_ARMED if self.engine.armed else 0) | (
             protocol.MODE_TEST if self.engine.test_mode else 0
         )
-        return UnitStatus(rssi_dbm=rssi, mode=mode, faults=len(self.faults.open))
+        if self.modem is None:
+            return UnitStatus(mode=mode, faults=len(self.faults.open))
+        return UnitStatus(  # the supervisor's last poll: no serial I/O on the event loop
+            rssi_dbm=self.modem.rssi_dbm,
+            mode=mode,
+            faults=len(self.faults.open),
+            modem=self.modem.state.code,
+            modem_resets=self.modem.reset_count,
+        )
 
     def _execute(
         self, op: protocol.CommandOp, arg: str | None
@@ -230,11 +298,20 @@ class UnitRuntime:
         self._loop = asyncio.get_running_loop()
         self.deterrence.start_failsafe()
         tasks = [asyncio.create_task(loop) for loop in self.uplink.loops()]
+        if self.modem is not None:
+            tasks.append(asyncio.create_task(self.modem.run(), name="modem"))
         if self.devices.thermal is not None:
             tasks.append(
                 asyncio.create_task(self._capture(self.devices.thermal, stop_at), name="capture")
             )
             tasks.append(asyncio.create_task(self._detect(), name="detect"))
+        if self.devices.visible is not None and self.visible_pipeline is not None:
+            tasks.append(
+                asyncio.create_task(
+                    self._capture_visible(self.devices.visible, stop_at), name="capture-visible"
+                )
+            )
+            tasks.append(asyncio.create_task(self._detect_visible(), name="detect-visible"))
         try:
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -257,34 +334,58 @@ class UnitRuntime:
                 self.frames.dropped,
             )
 
+    async def _retry_pause(self) -> None:
+        """Wait before reading a failed camera again."""
+        if isinstance(self.clock, SimClock) and self.clock.fast:
+            # Fast simulated time moves only with frame reads (each failed read moves it on by
+            # one frame period), so waiting for the clock here would wait forever.
+            await asyncio.sleep(0)
+            return
+        await self.clock.sleep_until(self.clock.now() + CAMERA_RETRY_S)
+
     async def _capture(self, camera: ThermalCamera, stop_at: float | None) -> None:
         while stop_at is None or self.clock.now() < stop_at:
             try:
                 frame = await asyncio.to_thread(camera.read)
             except HardwareError as exc:
                 logger.error("thermal camera: %s; retrying in %g s", exc, CAMERA_RETRY_S)
-                self.faults.raise_(protocol.FaultCode.CAMERA, "thermal", str(exc))
-                await asyncio.sleep(CAMERA_RETRY_S)
+                self._camera_fault(protocol.FaultCode.CAMERA, "thermal", str(exc), "capture")
+                await self._retry_pause()
                 continue
-            self.faults.clear(protocol.FaultCode.CAMERA, "thermal")
+            self._camera_fault(protocol.FaultCode.CAMERA, "thermal", None, "capture")
             await self.frames.put(frame)
         await self.frames.join()  # detection has finished the last frame
         self._stop.set()
 
     async def _detect(self) -> None:
-        fire_on = (
-            self.site.detection.fire.enabled
-            and self.board.thermal is not None
-            and self.board.thermal.radiometric
-        )
-        if not fire_on:
-            logger.warning(
-                "fire detection is off (disabled, or the thermal camera is not radiometric)"
-            )
+        pipeline = self.thermal_pipeline
+        assert pipeline is not None
         while True:
             frame = await self.frames.get()
-            if fire_on:
-                spots = await asyncio.to_thread(self.fire.process, frame)
-                self.engine.on_fire(frame, spots)
+            result = await asyncio.to_thread(pipeline.process, frame)
+            self._camera_fault(protocol.FaultCode.CAMERA, "thermal", result.sensor_fault, "image")
+            self._camera_fault(protocol.FaultCode.TAMPER, "thermal", result.tamper, "image")
+            self.engine.on_events(frame.t, result.events)
             self.frames_processed += 1
             self.frames.task_done()
+
+    async def _capture_visible(self, camera: VisibleCamera, stop_at: float | None) -> None:
+        while stop_at is None or self.clock.now() < stop_at:
+            try:
+                frame = await asyncio.to_thread(camera.read)
+            except HardwareError as exc:
+                logger.error("visible camera: %s; retrying in %g s", exc, CAMERA_RETRY_S)
+                self._camera_fault(protocol.FaultCode.CAMERA, "visible", str(exc), "capture")
+                await self._retry_pause()
+                continue
+            self._camera_fault(protocol.FaultCode.CAMERA, "visible", None, "capture")
+            await self.visible_frames.put(frame)
+
+    async def _detect_visible(self) -> None:
+        pipeline = self.visible_pipeline
+        assert pipeline is not None
+        while True:
+            frame = await self.visible_frames.get()
+            result = await asyncio.to_thread(pipeline.process, frame)
+            self.engine.on_events(frame.t, result.events)
+            self.visible_frames.task_done()

@@ -10,10 +10,8 @@ import argparse
 import asyncio
 import json
 import logging
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,8 @@ from firmware.detect.fire import FireDetector
 from firmware.hal.base import ThermalFrame
 from firmware.uplink import protocol
 from host_tools.receiver.server import Endpoint, Receiver
+from polewatch.bench_detect import bench_thermal, bench_unit_rss, bench_visible
+from polewatch.bench_timing import timed
 from polewatch.bench_uplink import bench_uplink
 from polewatch.demo import play
 from polewatch.netutil import free_port
@@ -48,17 +48,14 @@ UNITS = {
     "receiver_ingest_msgs_per_s": "msg/s",
     "alarm_latency_p50_ms": "ms",
     "alarm_latency_p99_ms": "ms",
+    "thermal_model_invoke_ms": "ms",
+    "thermal_pipeline_ms_per_frame": "ms",
+    "thermal_overhead_ratio": "x",
+    "visible_model_invoke_ms": "ms",
+    "visible_pipeline_ms_per_frame": "ms",
+    "visible_overhead_ratio": "x",
+    "unit_rss_mb": "MB",
 }
-
-
-def _timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median milliseconds of ``repeat`` calls."""
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
 
 
 def bench_frames(frames: int) -> dict[str, float]:
@@ -70,7 +67,7 @@ def bench_frames(frames: int) -> dict[str, float]:
     sensor = sensor_for("lepton35", seed=1)
     ignite = scenario.world.fires[0].ignite_at_s
     times = [ignite + 30 + i / 9 for i in range(frames)]
-    render_ms = _timed(lambda: sensor.capture(world.scene_c(times[0]), times[0]), frames)
+    render_ms = timed(lambda: sensor.capture(world.scene_c(times[0]), times[0]), frames)
     data = [sensor.capture(world.scene_c(t), t) for t in times]
     detector = FireDetector(site.detection.fire)
     it = iter(range(frames))
@@ -79,7 +76,7 @@ def bench_frames(frames: int) -> dict[str, float]:
         i = next(it)
         detector.process(ThermalFrame(i, times[i], data[i], True))
 
-    detect_ms = _timed(one, frames)
+    detect_ms = timed(one, frames)
     assert np.max(data[-1]) > (100 + 273.15) * 100, "the bench frames must contain a fire"
     return {"fire_detector_ms_per_frame": detect_ms, "sim_render_ms_per_frame": render_ms}
 
@@ -144,6 +141,9 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     figures: dict[str, float] = {}
     figures.update(bench_frames(args.frames))
+    figures.update(bench_thermal(args.frames))
+    figures.update(bench_visible(min(args.frames, 100)))
+    figures.update(bench_unit_rss())
     figures.update(bench_sizes())
     figures.update(bench_demo())
     figures.update(bench_uplink())

@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8080, help="console port (default 8080)")
     p.add_argument("--data-dir", type=Path, help="data and logs (default: a new temp dir)")
     _add_logging(p, default="WARNING")
+
+    from polewatch.flash import add_flash_parser
+
+    add_flash_parser(sub)
     return parser
 
 
@@ -315,6 +319,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_flash(args: argparse.Namespace) -> int:
+    """``flash``."""
+    from polewatch.flash import cmd_flash as flash
+
+    return flash(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``."""
     from polewatch.demo import run_demo
@@ -333,6 +344,7 @@ COMMANDS = {
     "receiver": cmd_receiver,
     "sim": cmd_sim,
     "demo": cmd_demo,
+    "flash": cmd_flash,
 }
 
 

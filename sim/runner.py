@@ -14,6 +14,7 @@ from firmware.hal.registry import HalContext
 from firmware.hal.sim import SimOutput
 from firmware.runtime import UnitRuntime
 from host_tools.provision.oscore import provision_oscore
+from sim.camera_faults import FaultPlayer
 from sim.scenario import Scenario, board_path, load_scenario, site_path
 from sim.sensors import sensor_for
 from sim.world import ParkingLotWorld
@@ -75,6 +76,8 @@ def build_sim_unit(
     ctx = HalContext(
         clock=clock, scene=scene, sensor_factory=sensor_for, sim_start=clock.start, seed=seed
     )
+    if scenario.camera_faults:
+        ctx.extras["camera_faults"] = FaultPlayer(scenario.camera_faults)
     security = data_dir / "oscore"
     if receiver_keys is not None and not security.exists():
         provision_oscore(site.unit.id, security, receiver_keys)

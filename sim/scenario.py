@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 
 from firmware.config.base import Strict
 from firmware.config.load import read_toml, validate_model
+from firmware.config.site import EventName
+from sim.camera_faults import CameraFault
 from sim.world import WorldSpec
 
 logger = logging.getLogger(__name__)
@@ -38,11 +40,15 @@ class ScenarioInfo(Strict):
         return self
 
 
-class ExpectedAlarm(Strict):
-    """``[[expect.alarms]]``: an alarm that must be raised (and acknowledged)."""
+# Faults reach the receiver's queue as "fault:<code>" entries in zone "-".
+FaultEvent = Literal["fault:camera", "fault:tamper", "fault:actuator", "fault:modem"]
 
-    event: Literal["fire"]
-    zone: str
+
+class ExpectedAlarm(Strict):
+    """``[[expect.alarms]]``: an alarm (or a fault) that must be raised (and acknowledged)."""
+
+    event: EventName | FaultEvent
+    zone: str = "-"
     priority: Annotated[int, Field(ge=1, le=9)]
     earliest_s: Annotated[float, Field(ge=0)] = 0.0
     latest_s: Annotated[float, Field(gt=0)]
@@ -70,6 +76,7 @@ class Scenario(Strict):
 
     scenario: ScenarioInfo
     world: WorldSpec = WorldSpec()
+    camera_faults: list[CameraFault] = Field(default_factory=list)  # [[camera_faults]]
     expect: Expect = Expect()
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from firmware.config.base import Strict
 
@@ -64,8 +65,18 @@ class ThermalCptv(ThermalCommon):
     """Replays a recorded CPTV clip."""
 
     backend: Literal["cptv"]
-    path: str
+    path: str  # relative to the board config's folder
     loop: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def resolve_path(cls, value: str, info: ValidationInfo) -> str:
+        """A relative clip path is taken from the board config's folder."""
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("config_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return str(path)
 
 
 ThermalConfig = Annotated[
@@ -210,8 +221,49 @@ class OutputModbus(Strict):
         return self._bus
 
 
+class SupervisorConfig(Strict):
+    """``[supervisor]``: the RP2040 I/O supervisor's UART link (see docs/protocol.md)."""
+
+    # A serial device, or "sim": the supervisor firmware under the MicroPython unix port on a pty.
+    port: str
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] = 115200
+    heartbeat_period_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Heartbeats missing this long: the supervisor switches outputs off and power-cycles the unit.
+    heartbeat_timeout_s: Annotated[float, Field(ge=1, le=600)] = 15.0
+    reply_timeout_s: Annotated[float, Field(gt=0, le=5)] = 0.3
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+
+    @model_validator(mode="after")
+    def verify_timing(self) -> SupervisorConfig:
+        """A few heartbeats must fit in the timeout, so one lost frame is not a power cycle."""
+        if self.heartbeat_timeout_s < 3 * self.heartbeat_period_s:
+            raise ValueError(
+                "heartbeat_timeout_s: must be at least 3 x heartbeat_period_s "
+                f"({3 * self.heartbeat_period_s:g} s)"
+            )
+        return self
+
+
+class OutputSupervisor(Strict):
+    """A deterrent output driven through the RP2040 supervisor (``[supervisor]``)."""
+
+    backend: Literal["supervisor"]
+    kind: OutputKind
+    channel: Annotated[int, Field(ge=0, le=7)]  # the stock firmware has channels 0-3
+    # The supervisor switches it off by itself after this long (its firmware caps it at 900 s).
+    max_on_s: Annotated[int, Field(ge=1, le=900)] = 300
+    # The link's settings, attached when the board config is validated (see BoardConfig).
+    _link: SupervisorConfig | None = PrivateAttr(default=None)
+
+    @property
+    def link_config(self) -> SupervisorConfig | None:
+        """The ``[supervisor]`` table (None outside a validated board)."""
+        return self._link
+
+
 OutputConfig = Annotated[
-    OutputSim | OutputGpio | OutputModbus | OutputJetson, Field(discriminator="backend")
+    OutputSim | OutputGpio | OutputModbus | OutputJetson | OutputSupervisor,
+    Field(discriminator="backend"),
 ]
 
 
@@ -234,13 +286,22 @@ class AudioAplay(Strict):
 AudioConfig = Annotated[AudioSim | AudioAplay, Field(discriminator="backend")]
 
 
-class ModemSim(Strict):
+class ModemSupervision(Strict):
+    """How the unit supervises its modem: poll interval, and when a dead link gets a reset."""
+
+    poll_s: float = Field(30.0, ge=1, le=3600)
+    unregistered_reset_s: float = Field(300.0, ge=10, le=86400)  # then AT+CFUN=1,1
+    hung_polls: int = Field(3, ge=1, le=100)  # unanswered polls in a row; then the power key
+    max_resets_per_hour: int = Field(4, ge=0, le=60)
+
+
+class ModemSim(ModemSupervision):
     """Simulated LTE modem."""
 
     backend: Literal["sim"]
 
 
-class ModemAt(Strict):
+class ModemAt(ModemSupervision):
     """An LTE modem supervised over its AT port (pyserial)."""
 
     backend: Literal["at"]
@@ -248,6 +309,7 @@ class ModemAt(Strict):
     baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] = 115200
     apn: str = "internet"
     power_key_pin: GpioPin | None = None
+    power_key_pulse_s: float = Field(0.6, gt=0, le=10)  # EC25 >= 0.5 s; SIM7600 >= 0.5 s
 
 
 ModemConfig = Annotated[ModemSim | ModemAt, Field(discriminator="backend")]
@@ -263,6 +325,7 @@ class BoardConfig(Strict):
     modbus: dict[Name, ModbusBus] = Field(default_factory=dict)
     audio: AudioConfig | None = None
     modem: ModemConfig | None = None
+    supervisor: SupervisorConfig | None = None
 
     @model_validator(mode="after")
     def verify_wiring(self) -> BoardConfig:
@@ -300,6 +363,11 @@ class BoardConfig(Strict):
                 else:
                     coils[key] = f"{where}.coil"
                 out._bus = self.modbus.get(out.bus)  # the backend opens the bus from these
+            elif isinstance(out, OutputSupervisor):
+                if self.supervisor is None:
+                    errors.append(f"{where}.backend: 'supervisor' needs a [supervisor] table")
+                claim_pin(out.channel, f"{where}.channel", "supervisor channel")
+                out._link = self.supervisor
         if isinstance(self.modem, ModemAt) and self.modem.power_key_pin is not None:
             claim_pin(self.modem.power_key_pin, "modem.power_key_pin")
         ports: dict[str, str] = {}
@@ -308,6 +376,8 @@ class BoardConfig(Strict):
         ]
         if isinstance(self.modem, ModemAt):
             serial.append(("modem.port", self.modem.port))
+        if self.supervisor is not None and self.supervisor.port != "sim":
+            serial.append(("supervisor.port", self.supervisor.port))
         for where, port in serial:
             if port in ports:
                 errors.append(f"{where}: serial port {port!r} is already used by {ports[port]}")

@@ -133,6 +133,20 @@ def cross_check(board: BoardConfig, site: SiteConfig, site_path: Path) -> None:
                     f"zones.{zname}.polygon[{j}]: point ({u}, {v}) lies outside the "
                     f"{sensor.width}x{sensor.height} {zone.sensor} image"
                 )
+    for mname, mask in site.masks.items():
+        camera = board.thermal if mask.sensor == "thermal" else board.visible
+        if camera is None:
+            errors.append(f"masks.{mname}.sensor: the board has no {mask.sensor} camera")
+            continue
+        for j, (u, v) in enumerate(mask.polygon):
+            if not (0 <= u <= camera.width and 0 <= v <= camera.height):
+                errors.append(
+                    f"masks.{mname}.polygon[{j}]: point ({u}, {v}) lies outside the "
+                    f"{camera.width}x{camera.height} {mask.sensor} image"
+                )
+    visible = site.detection.visible
+    if visible is not None and visible.enabled and board.visible is None:
+        errors.append("detection.visible: the board has no visible camera")
     if errors:
         raise ConfigError("\n".join(f"{site_path}: {e}" for e in errors))
 

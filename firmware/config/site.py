@@ -12,7 +12,11 @@ from shapely.geometry import Polygon
 
 from firmware.config.base import Strict
 from firmware.config.board import Name
-from firmware.errors import ConfigError
+from firmware.detect.base import ObjectClass
+from firmware.detect.labels import DEFAULT_CLASS_MAP, LabelMap, load_labels
+from firmware.detect.runner import check_tflite_file
+from firmware.detect.thermal import ThermalModelDetection
+from firmware.errors import ConfigError, ModelError
 from firmware.hal.audio import clip_seconds
 from firmware.rules.schedule import TimeSpec, parse_time_spec
 
@@ -75,12 +79,159 @@ class FireDetection(Strict):
     min_area_px: Annotated[int, Field(ge=1, le=100000)] = 4
     persistence_frames: Annotated[int, Field(ge=1, le=1000)] = 5
     clear_after_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Robustness: a spot is confirmed only if it grows (or appeared abruptly) or is far above the
+    # threshold; large static surfaces, cooling objects and heat sources that drive away are not.
+    growth_window_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    growth_frac: Annotated[float, Field(gt=0, le=10)] = 0.3  # area growth over the window
+    growth_k: Annotated[float, Field(gt=0, le=500)] = 5.0  # or peak rise over the window, K
+    jump_k: Annotated[float, Field(gt=0, le=1000)] = 20.0  # appeared this far above its background
+    far_above_k: Annotated[float, Field(ge=0, le=1000)] = 25.0  # small spots this hot: at once
+    large_area_frac: Annotated[float, Field(gt=0, le=1)] = 0.01  # larger spots must grow
+    cooling_k: Annotated[float, Field(gt=0, le=500)] = 0.5  # peak fall over the window: cooling
+    background_tau_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+
+
+class TrackerConfig(Strict):
+    """``[detection.tracker]``: following detections across frames."""
+
+    min_iou: Annotated[float, Field(ge=0, le=1)] = 0.1
+    max_centre_dist: Annotated[float, Field(gt=0, le=20)] = 1.0  # in box diagonals, if IoU fails
+    confirm_hits: Annotated[int, Field(ge=1, le=100)] = 3
+    max_missed_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    smoothing: Annotated[float, Field(gt=0, le=1)] = 0.5  # weight of the newest box and lying
+    history_s: Annotated[float, Field(gt=0, le=86400)] = 600.0  # bottom-centre points kept
+
+
+class LoiteringDetection(Strict):
+    """``[detection.loitering]``: a person staying in one armed zone."""
+
+    dwell_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+
+
+class GatheringDetection(Strict):
+    """``[detection.gathering]``: persons standing close together, for a while."""
+
+    min_persons: Annotated[int, Field(ge=2, le=1000)] = 5
+    hold_s: Annotated[float, Field(ge=0, le=86400)] = 10.0
+    distance_heights: Annotated[float, Field(gt=0, le=50)] = 1.5  # closeness, in person heights
+
+
+class PersonDownDetection(Strict):
+    """``[detection.person_down]``: a person lying still, for a while."""
+
+    after_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    lying_threshold: Annotated[float, Field(gt=0, le=1)] = 0.6
+    aspect_ratio: Annotated[float, Field(gt=1, le=20)] = 1.4  # no lying score: width / height
+    max_motion: Annotated[float, Field(gt=0, le=10)] = 0.5  # of the box's larger side
+
+
+class MotionDetection(Strict):
+    """``[detection.motion]``: thermal motion against a running background (any units)."""
+
+    enabled: bool = True
+    learn_s: Annotated[float, Field(gt=0, le=3600)] = 20.0  # background time constant
+    sigma: Annotated[float, Field(gt=0, le=100)] = 6.0  # times the frame-to-frame noise
+    min_contrast: Annotated[float, Field(ge=0, le=1)] = 0.03  # of the scene's value range
+    min_area_frac: Annotated[float, Field(gt=0, le=1)] = 0.0005
+    persist_frames: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
+class TamperDetection(Strict):
+    """``[detection.tamper]``: covered, blinded, turned away or defocused camera."""
+
+    enabled: bool = True
+    learn_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    hold_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    update_tau_s: Annotated[float, Field(gt=0, le=86400)] = 600.0  # reference drift, untampered
+    covered_contrast: Annotated[float, Field(gt=0, lt=1)] = 0.15  # of the reference's contrast
+    blinded_frac: Annotated[float, Field(gt=0, le=1)] = 0.3  # of pixels near the top of range
+    turned_corr: Annotated[float, Field(ge=-1, lt=1)] = 0.2  # layout correlation below this
+    defocus_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.25  # of the reference's sharpness
+
+
+class SensorWatchConfig(Strict):
+    """``[detection.sensor]``: thermal sensor faults (no frames, frozen, out of range)."""
+
+    no_frames_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    frozen_s: Annotated[float, Field(ge=2, le=3600)] = 5.0  # longer than a flat-field pause
+    out_of_range_frac: Annotated[float, Field(gt=0, le=1)] = 0.25
+
+
+def _resolve_path(value: str, info: ValidationInfo | None) -> Path:
+    """A path from a config, relative to the config file's folder when it is not absolute."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("config_dir") if info else None
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path.resolve()
+
+
+class VisibleDetection(Strict):
+    """``[detection.visible]``: a TFLite detection model on the visible camera."""
+
+    enabled: bool = True
+    model: str  # a .tflite file, relative to the site config's folder
+    labels: str  # its label map: one label a line, or "id label" lines
+    kind: Literal["auto", "ssd", "yolo"] = "auto"
+    threads: Annotated[int, Field(ge=1, le=16)] | None = None  # None: the board's default
+    score_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    iou_threshold: Annotated[float, Field(gt=0, le=1)] = 0.45  # YOLO's NMS
+    max_detections: Annotated[int, Field(ge=1, le=1000)] = 100
+    resize: Literal["auto", "stretch", "letterbox"] = "auto"  # auto: ssd stretch, yolo letterbox
+    # Model class c is label c + label_offset; None: 1 when the first line is "???"/background.
+    label_offset: Annotated[int, Field(ge=0, le=1000)] | None = None
+    class_map: dict[str, ObjectClass] = Field(default_factory=lambda: dict(DEFAULT_CLASS_MAP))
+    _label_map: LabelMap = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def verify_files(self, info: ValidationInfo) -> VisibleDetection:
+        """The model is a TFLite file, the label map parses, mapped labels exist in it."""
+        errors: list[str] = []
+        model = _resolve_path(self.model, info)
+        labels = _resolve_path(self.labels, info)
+        if not self.enabled:  # a unit without the model may carry it switched off
+            object.__setattr__(self, "model", str(model))
+            object.__setattr__(self, "labels", str(labels))
+            return self
+        try:
+            check_tflite_file(model)
+        except ModelError as exc:
+            errors.append(f"model: {exc}")
+        object.__setattr__(self, "model", str(model))
+        try:
+            self._label_map = load_labels(labels, self.label_offset)
+        except ModelError as exc:
+            errors.append(f"labels: {exc}")
+        else:
+            if "class_map" in self.model_fields_set:
+                known = set(self._label_map.values())
+                for label in self.class_map:
+                    if label not in known:
+                        errors.append(f"class_map.{label}: no such label in {labels}")
+        object.__setattr__(self, "labels", str(labels))
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @property
+    def label_map(self) -> LabelMap:
+        """Model class index to label, as read from the labels file."""
+        return self._label_map
 
 
 class DetectionConfig(Strict):
     """``[detection]``."""
 
     fire: FireDetection = FireDetection()
+    thermal_model: ThermalModelDetection = ThermalModelDetection()
+    visible: VisibleDetection | None = None  # a TFLite model on the visible camera
+    tracker: TrackerConfig = TrackerConfig()
+    loitering: LoiteringDetection = LoiteringDetection()
+    gathering: GatheringDetection = GatheringDetection()
+    person_down: PersonDownDetection = PersonDownDetection()
+    motion: MotionDetection = MotionDetection()
+    tamper: TamperDetection = TamperDetection()
+    sensor: SensorWatchConfig = SensorWatchConfig()
 
 
 class Zone(Strict):
@@ -89,6 +240,22 @@ class Zone(Strict):
     sensor: Literal["thermal", "visible"] = "thermal"
     polygon: Annotated[list[Point], Field(min_length=3, max_length=64)]
     armed: bool = True
+
+    @field_validator("polygon")
+    @classmethod
+    def verify_polygon(cls, value: list[list[float]]) -> list[list[float]]:
+        """The polygon must be simple and have an area."""
+        poly = Polygon(value)
+        if not poly.is_valid or poly.area <= 0:
+            raise ValueError("polygon must be simple (not self-intersecting) and have an area")
+        return value
+
+
+class Mask(Strict):
+    """``[masks.NAME]``: a privacy mask, blanked in a sensor's frames before detection."""
+
+    sensor: Literal["thermal", "visible"]
+    polygon: Annotated[list[Point], Field(min_length=3, max_length=64)]
 
     @field_validator("polygon")
     @classmethod
@@ -273,6 +440,7 @@ class SiteConfig(Strict):
     uplink: UplinkConfig = UplinkConfig()
     detection: DetectionConfig = DetectionConfig()
     zones: dict[Name, Zone] = Field(default_factory=dict)
+    masks: dict[Name, Mask] = Field(default_factory=dict)
     schedules: dict[Name, Schedule] = Field(default_factory=dict)
     deterrence: DeterrenceConfig = DeterrenceConfig()
     rules: list[Rule] = Field(default_factory=list)

@@ -150,6 +150,11 @@ class ModemStatus:
     registered: bool
     operator: str | None = None
     rssi_dbm: int | None = None
+    sim: str = "READY"  # what AT+CPIN? says: READY, SIM PIN, NOT INSERTED, ...
+    rsrp_dbm: int | None = None  # LTE reference signal received power
+    rsrq_db: int | None = None  # LTE reference signal received quality
+    technology: str | None = None  # LTE, WCDMA, GSM, ...
+    registration: str | None = None  # home, roaming, searching, denied, idle, unknown
 
 
 class Modem(abc.ABC):
@@ -158,6 +163,10 @@ class Modem(abc.ABC):
     @abc.abstractmethod
     def status(self) -> ModemStatus:
         """Query registration and signal."""
+
+    @abc.abstractmethod
+    def reset(self, hard: bool) -> None:
+        """Restart the modem: by command, or (``hard``) by its power key when it is hung."""
 
     def close(self) -> None:  # noqa: B027
         """Release the port."""

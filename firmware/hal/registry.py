@@ -89,4 +89,4 @@ def create(kind: DeviceKind, device_name: str, config: Any, ctx: HalContext) -> 
 def _load_builtin() -> None:
     # Importing a backend module registers it. Imported lazily so that the registry's users do not
     # pay for (or need) a hardware library they do not use.
-    from firmware.hal import audio, gpio, jetson, modbus, sim  # noqa: F401
+    from firmware.hal import audio, cptv, gpio, jetson, modbus, modem, sim, supervisor  # noqa: F401

@@ -79,15 +79,22 @@ class SimThermalCamera(ThermalCamera):
         self.index = 0
         self.history = History(maxlen=FRAME_HISTORY)
         self.unplugged = False  # scenarios pull the cable
+        # Scenario camera faults (sim.camera_faults.FaultPlayer): cover, blind, turn, freeze, ...
+        self.faults: Any = ctx.extras.get("camera_faults")
 
     def read(self) -> ThermalFrame:
         """Render and capture the next frame."""
         t = self.pacer.next()
-        if self.unplugged:
+        rel = t - self.sim_start
+        if self.unplugged or (self.faults is not None and self.faults.unplugged(rel)):
             self.history.record(t, "fault", "unplugged")
             raise HardwareError("sim thermal camera: no frames (unplugged)")
-        rel = t - self.sim_start
-        data = self.sensor.capture(self.scene.scene_c(rel), rel)
+        scene = self.scene.scene_c(rel)
+        if self.faults is not None:
+            scene = self.faults.scene(rel, scene)
+        data = self.sensor.capture(scene, rel)
+        if self.faults is not None:
+            data = self.faults.frame(rel, data)
         self.index += 1
         self.history.record(t, "frame", self.index)
         return ThermalFrame(self.index, t, data, self.radiometric)
@@ -164,16 +171,42 @@ class SimAudioPlayer(AudioPlayer):
 
 @register("modem", "sim")
 class SimModem(Modem):
-    """A modem registered on a simulated operator with steady signal."""
+    """A modem registered on a simulated operator with steady signal; scenarios break it.
+
+    ``sim_present``, ``registered`` and ``hung`` are the faults: a missing SIM, no registration,
+    an AT port that does not answer. A soft reset cannot reach a hung modem; any reset that does
+    reach it brings it back registered (if it has a SIM).
+    """
 
     def __init__(self, name: str, config: Any, ctx: HalContext) -> None:
         self.clock = ctx.clock
         self.registered = True
+        self.sim_present = True
+        self.hung = False
         self.rssi_dbm = -71
         self.history = History(maxlen=FRAME_HISTORY)
 
     def status(self) -> ModemStatus:
         """Report the simulated link, and record the query."""
-        status = ModemStatus(self.registered, "SIM-NET" if self.registered else None, self.rssi_dbm)
+        if self.hung:
+            self.history.record(self.clock.now(), "status", "hung")
+            raise HardwareError("sim modem: AT+CPIN?: no answer (AT port hung)")
+        if not self.sim_present:
+            status = ModemStatus(False, sim="NOT INSERTED")
+        else:
+            status = ModemStatus(
+                self.registered,
+                "SIM-NET" if self.registered else None,
+                self.rssi_dbm,
+                registration="home" if self.registered else "searching",
+            )
         self.history.record(self.clock.now(), "status", status)
         return status
+
+    def reset(self, hard: bool) -> None:
+        """Record the reset; the simulated modem comes back registered if the reset reaches it."""
+        self.history.record(self.clock.now(), "reset", "hard" if hard else "soft")
+        if self.hung and not hard:
+            raise HardwareError("sim modem: AT+CFUN=1,1: no answer (AT port hung)")
+        self.hung = False
+        self.registered = self.sim_present

@@ -68,6 +68,22 @@ class _Pending:
     last_t: float
 
 
+def fire_events(frame: ThermalFrame, spots: list[HotSpot]) -> list[Event]:
+    """One fire event per confirmed hot spot of a frame."""
+    return [
+        Event(
+            "fire",
+            frame.t,
+            spot.bottom_centre,
+            object_id=spot.spot_id,
+            frame_index=frame.index,
+            max_temp_c=spot.max_temp_c,
+            box=spot.box,
+        )
+        for spot in spots
+    ]
+
+
 # commit(message builder taking msg_id, priority, ref) -> msg_id; the runtime binds the outbox.
 Commit = Callable[[Callable[[int], protocol.Message], int, str], int]
 
@@ -130,19 +146,7 @@ class RuleEngine:
 
     def on_fire(self, frame: ThermalFrame, spots: list[HotSpot]) -> None:
         """Handle one frame's confirmed hot spots (called for every frame, with or without)."""
-        events = [
-            Event(
-                "fire",
-                frame.t,
-                spot.bottom_centre,
-                object_id=spot.spot_id,
-                frame_index=frame.index,
-                max_temp_c=spot.max_temp_c,
-                box=spot.box,
-            )
-            for spot in spots
-        ]
-        self.on_events(frame.t, events)
+        self.on_events(frame.t, fire_events(frame, spots))
 
     def on_events(self, t: float, events: list[Event]) -> None:
         """Handle one frame's events at time ``t``, then close alarms that have cleared."""

@@ -77,6 +77,17 @@ class FaultCode(enum.IntEnum):
     MODEM = 4  # the LTE modem is not registered or does not answer
     CONFIG = 5  # a new config was rejected; the unit runs on its last good one
     CLOCK = 6  # the unit's clock is far from the receiver's
+    TAMPER = 7  # a camera is covered, blinded, turned away or defocused
+
+
+class ModemState(enum.IntEnum):
+    """Where the unit's LTE modem stands (key 11 of a heartbeat)."""
+
+    REGISTERED = 0
+    SEARCHING = 1  # not registered on a network (searching, or denied)
+    NO_SIM = 2
+    HUNG = 3  # the AT port does not answer
+    UNKNOWN = 4  # not asked yet
 
 
 class CommandOp(enum.IntEnum):
@@ -288,6 +299,8 @@ class Heartbeat(Message):
         8: ("drift_s", _int(-(2**31), 2**31), False),
         9: ("mode", _uint(0, 255), False),
         10: ("faults", _uint(0, 255), False),
+        11: ("modem", _enum(ModemState), False),
+        12: ("modem_resets", _uint(0, 65535), False),
     }
 
     next_due_s: int = 60
@@ -297,11 +310,13 @@ class Heartbeat(Message):
     drift_s: int | None = None  # unit clock minus receiver clock, from the last acknowledgement
     mode: int = MODE_ARMED  # MODE_* bits
     faults: int = 0  # faults open on the unit
+    modem: ModemState = ModemState.REGISTERED  # also when the unit has no supervised modem
+    modem_resets: int = 0  # modem resets since the unit started
 
 
 @dataclass(frozen=True)
 class Fault(Message):
-    """Something on the unit broke (camera, output, disk, modem, config, clock)."""
+    """Something on the unit broke (camera, output, disk, modem, config, clock, tamper)."""
 
     KIND: ClassVar[Kind] = Kind.FAULT
     BODY: ClassVar[dict[int, tuple[str, Checker, bool]]] = {

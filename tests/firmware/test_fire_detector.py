@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from firmware.config.site import FireDetection
 from firmware.detect.fire import GAP_S, FireDetector
 from firmware.hal.base import ThermalFrame
+from sim.scenario import load_scenario
+from sim.sensors import Lepton35
+from sim.world import ParkingLotWorld, WorldSpec
 
 
 def frame(
@@ -83,7 +88,7 @@ def test_below_threshold_and_too_small_are_ignored() -> None:
 
 def test_spot_keeps_its_id_while_it_moves_and_grows() -> None:
     det = FireDetector(CONFIG)
-    ids = set()
+    ids: set[int] = set()
     for i in range(8):
         spots = det.process(frame(i, [(50 + i // 2, 60, 53 + i, 63 + i, 200.0 + i)]))
         ids.update(s.spot_id for s in spots)
@@ -107,3 +112,91 @@ def test_works_at_mlx90640_resolution() -> None:
 def test_persistence_of_one_confirms_at_once() -> None:
     det = FireDetector(FireDetection(threshold_c=100.0, min_area_px=1, persistence_frames=1))
     assert len(det.process(frame(1, [(5, 5, 6, 6, 150.0)]))) == 1
+
+
+# Robustness: growth, known warm objects, and the simulated world through the Lepton 3.5 model.
+
+
+def noisy_frame(
+    index: int, temps: np.ndarray, rng: np.random.Generator, fps: float = 9.0
+) -> ThermalFrame:
+    noisy = temps + rng.normal(0.0, 0.05, temps.shape)
+    data = np.round((noisy + 273.15) * 100).astype(np.uint16)
+    return ThermalFrame(index, 1000.0 + index / fps, data, True)
+
+
+def test_a_cooling_engine_hood_never_raises() -> None:
+    det = FireDetector(FireDetection())  # default threshold 100 C
+    rng = np.random.default_rng(1)
+    for i in range(9 * 120):  # two minutes, from 130 C cooling by 0.2 K/s
+        temps = np.full((120, 160), 5.0)
+        temps[70:85, 60:100] = 130.0 - 0.2 * i / 9  # a hood: 600 px, 3 % of the frame
+        assert det.process(noisy_frame(i, temps, rng)) == []
+
+
+def test_a_hot_spot_arriving_on_a_moving_car_never_raises() -> None:
+    det = FireDetector(FireDetection())
+    rng = np.random.default_rng(2)
+    for i in range(9 * 60):
+        temps = np.full((120, 160), 5.0)
+        u = min(5 + i, 70)  # drives in from the left, parks after ~7 s, then cools
+        temps[80:83, u : u + 3] = 135.0 - 0.05 * max(i - 65, 0) / 9  # the exhaust: 9 px
+        assert det.process(noisy_frame(i, temps, rng)) == []
+
+
+def test_sun_heated_asphalt_under_a_lowered_threshold_never_raises() -> None:
+    det = FireDetector(FireDetection(threshold_c=45.0))
+    rng = np.random.default_rng(3)
+    ys, xs = np.mgrid[0:120, 0:160]
+    for i in range(9 * 60):
+        # Asphalt 50-80 C with a large-scale pattern, warming slowly; a car roof at 70 C.
+        temps = 50.0 + 30.0 * (ys / 120.0) * (0.5 + 0.5 * np.sin(xs / 17.0)) + 0.01 * i / 9
+        temps[40:60, 30:70] = 70.0
+        temps[:20] = 20.0  # the far end, in shade
+        assert det.process(noisy_frame(i, temps, rng)) == []
+
+
+def test_a_small_fire_growing_from_below_the_threshold_is_confirmed() -> None:
+    det = FireDetector(FireDetection())
+    rng = np.random.default_rng(4)
+    confirmed_at = None
+    for i in range(9 * 20):
+        temps = np.full((120, 160), 5.0)
+        r = 1 + i // 18  # spreading by a pixel every 2 s
+        temps[60 - r : 60 + r, 80 - r : 80 + r] = 90.0 + 1.0 * i / 9  # crosses 100 C after 10 s
+        if det.process(noisy_frame(i, temps, rng)) and confirmed_at is None:
+            confirmed_at = i / 9
+    assert confirmed_at is not None and 10.0 <= confirmed_at <= 13.0
+
+
+SCENARIO = Path(__file__).resolve().parents[2] / "sim" / "scenarios" / "car_fire.toml"
+
+
+def run_world(spec: WorldSpec, until_s: float, config: FireDetection) -> list[float]:
+    """Times (s after start) of frames with a confirmed spot, Lepton 3.5 at 9 Hz."""
+    world = ParkingLotWorld(spec, 160, 120, seed=7)
+    sensor = Lepton35(seed=7)
+    det = FireDetector(config)
+    times = []
+    for i in range(round(until_s * 9)):
+        t = i / 9
+        frame = ThermalFrame(i, t, sensor.capture(world.scene_c(t), t), True)
+        if det.process(frame):
+            times.append(t)
+    return times
+
+
+def test_the_simulated_car_fire_is_confirmed_within_3_s_of_ignition() -> None:
+    scenario = load_scenario(SCENARIO)
+    [fire] = scenario.world.fires
+    times = run_world(scenario.world, fire.ignite_at_s + 5.0, FireDetection())
+    assert times, "the car fire was never confirmed"
+    assert fire.ignite_at_s <= times[0] <= fire.ignite_at_s + 3.0
+
+
+@pytest.mark.parametrize("threshold_c", [100.0, 60.0])
+def test_a_simulated_car_with_a_hot_engine_is_no_fire(threshold_c: float) -> None:
+    spec = load_scenario(SCENARIO).world.model_copy(deep=True)
+    spec.fires = []
+    spec.cars[2].engine_c = 120.0
+    assert run_world(spec, 30.0, FireDetection(threshold_c=threshold_c)) == []

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sim.sensors import Lepton35, ThermalSensorModel, counts_to_c, sensor_for
+from sim.sensors import Lepton35, Mlx90640, ThermalSensorModel, counts_to_c, sensor_for
 from sim.world import Car, CarFire, ParkingLotWorld, WorldSpec
 
 W, H = 160, 120
@@ -148,3 +148,60 @@ def test_developed_car_fire_saturates_high_gain() -> None:
     assert int((early > 100.0).sum()) >= 4  # enough for the detector within 10 s
     full = sensor.to_c(sensor.capture(world.scene_c(305.0), 305.0))
     assert int((full >= 139.99).sum()) > 100
+
+
+def test_lepton3_gives_raw_counts_with_a_gain_and_no_temperatures() -> None:
+    sensor = sensor_for("lepton3", seed=2)
+    assert sensor.radiometric is False and not hasattr(sensor, "to_c")
+    assert (sensor.width, sensor.height, sensor.fps) == (160, 120, 9.0)
+    cold = sensor.capture(uniform(10.0), 1.0).astype(float)
+    warm = sensor.capture(uniform(20.0), 1.0).astype(float)
+    assert cold.dtype == float and 7000 < cold.mean() < 9000
+    per_k = (warm.mean() - cold.mean()) / 10.0
+    assert 20.0 <= per_k <= 40.0
+    assert float(warm.max()) < 2**14
+    # The offset drifts slowly: the same scene reads differently minutes apart.
+    later = sensor.capture(uniform(20.0), 300.0).astype(float)
+    assert abs(later.mean() - warm.mean()) > 1.0
+
+
+def test_mlx90640_shape_noise_and_field_of_view() -> None:
+    sensor = sensor_for("mlx90640", seed=3, vignette_k=0.0, chess_k=0.0)
+    assert isinstance(sensor, Mlx90640)
+    assert (sensor.width, sensor.height) == (32, 24) and sensor.radiometric
+    a = sensor.to_c(sensor.capture(uniform(20.0), 1.0))
+    b = sensor.to_c(sensor.capture(uniform(20.0), 1.25))
+    assert a.shape == (24, 32)
+    temporal = float(np.std(a - b)) / np.sqrt(2.0)
+    assert 0.1 <= temporal <= 0.25
+    x0, y0, x1, y1 = sensor.view_box_for(160, 120)
+    assert (x1 - x0) * 160 > (y1 - y0) * 120 * 1.5  # 55x35 deg: wider than the Lepton's 4:3
+    # A hot band at the top of a Lepton-sized scene is outside the MLX's 35 deg.
+    scene = uniform(20.0)
+    scene[:10] = 100.0
+    assert float(sensor.to_c(sensor.capture(scene, 1.0)).max()) < 25.0
+
+
+def test_vignetting_darkens_corners() -> None:
+    lepton = Lepton35(seed=1, noise_k=0.0, vignette_k=0.3)
+    temps = lepton.to_c(lepton.capture(uniform(20.0), 0.0))
+    assert float(temps[0, 0]) == pytest.approx(19.7, abs=0.06)
+    assert float(temps[60, 80]) == pytest.approx(20.0, abs=0.06)
+    mlx = sensor_for("mlx90640", seed=1, noise_k=0.0, chess_k=0.0)
+    assert isinstance(mlx, Mlx90640)
+    corner = float(mlx.to_c(mlx.capture(uniform(20.0, (24, 32)), 0.0))[0, 0])
+    assert corner < 19.5
+
+
+def test_ffc_freezes_frames_then_steps() -> None:
+    sensor = Lepton35(seed=4, ffc_period_s=60.0, ffc_freeze_s=0.5, ffc_step_k=0.1)
+    k, start = sensor.ffc_at(200.0)
+    assert k == 3 and 180.0 <= start <= 183.0
+    scene = uniform(20.0)
+    before = sensor.capture(scene, start - 0.05)
+    frozen = [sensor.capture(scene * (1 + t), start + t) for t in (0.0, 0.2, 0.45)]
+    assert all(np.array_equal(f, before) for f in frozen)
+    after = sensor.capture(scene, start + 0.55)
+    assert not np.array_equal(after, before)
+    assert sensor.in_ffc(start + 0.1) and not sensor.in_ffc(start + 0.6)
+    assert not sensor.in_ffc(30.0)  # nothing before the first period

@@ -238,3 +238,36 @@ def test_spec_defaults() -> None:
 def test_bad_image_size_rejected() -> None:
     with pytest.raises(ValueError, match="size"):
         ParkingLotWorld(WorldSpec(), 0, 120, seed=1)
+
+
+def test_sun_heats_asphalt_and_car_tops_and_shadows_stay_cool() -> None:
+    car = Car(name="c", x_m=0.0, y_m=10.0, heading_deg=90.0)
+    night = ParkingLotWorld(WorldSpec(ambient_c=20.0, cars=[car]), W, H, seed=1)
+    day_spec = WorldSpec.model_validate(
+        {"ambient_c": 20.0, "cars": [car.model_dump()], "sun": {"azimuth_deg": 0.0}}
+    )
+    day = ParkingLotWorld(day_spec, W, H, seed=1)
+    near = day.project(0.0, 7.0, 0.0)  # sunlit asphalt between the pole and the car
+    shade = day.project(0.0, 8.4, 0.0)  # the car's shadow (the sun is 45 deg up in the north)
+    roof = day.project(0.0, 10.0, 1.5)
+    assert near is not None and shade is not None and roof is not None
+    img_day, img_night = day.scene_c(0.0), night.scene_c(0.0)
+    lit_c = img_day[int(near[1]), int(near[0])]
+    assert 40.0 < lit_c < 70.0
+    assert lit_c > img_night[int(near[1]), int(near[0])] + 20.0
+    assert img_day[int(roof[1]) + 1, int(roof[0])] > 40.0
+    # The sun is in the north: the car's shadow falls toward the pole and stays cooler.
+    assert img_day[int(shade[1]), int(shade[0])] < lit_c - 15.0
+    # The heating drifts slowly (clouds).
+    assert not np.array_equal(day.scene_c(0.0), day.scene_c(60.0))
+    assert day.spec.sky_c == -8.0  # a warmer day sky unless set
+
+
+def test_rain_lowers_contrast_and_streaks() -> None:
+    dry = ParkingLotWorld(lot_spec(), W, H, seed=1)
+    wet = ParkingLotWorld(lot_spec(rain_mm_h=4.0), W, H, seed=1)
+    assert float(np.std(wet.scene_c(0.0))) < 0.6 * float(np.std(dry.scene_c(0.0)))
+    assert not np.array_equal(wet.scene_c(0.0), wet.scene_c(0.1))  # streaks move
+    assert np.array_equal(
+        wet.scene_c(0.3), ParkingLotWorld(lot_spec(rain_mm_h=4.0), W, H, seed=1).scene_c(0.3)
+    )

@@ -1,0 +1,140 @@
+"""End to end with one seed: generate data, train, quantise to int8, evaluate, write the card.
+
+Run from the repository root: ``python -m models.thermal.pipeline`` (``make models`` does, after
+installing the ``train`` extra). Generated frames are cached under ``build/models/thermal``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.detect.thermal import CLASSES, DEFAULT_MODEL, normalize
+from models.thermal import dataset, evaluate
+from models.thermal.card import write_card
+from models.thermal.targets import encode
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = DEFAULT_MODEL.parent
+CACHE_DIR = ROOT / "build" / "models" / "thermal"
+SEED = 20240611
+WORLDS = {"train": 700, "val": 50, "test": 200}
+EPOCHS = 22
+# Training on the Lepton 3.5 alone keeps `make models` near 15 minutes on 2 cores; the other
+# sensors share the normalisation and are evaluated on their own test frames.
+TRAIN_SENSORS = ("lepton35",)
+
+
+def arrays(frames: Sequence[dataset.Frame]) -> dict[str, npt.NDArray[Any]]:
+    """Normalised images and training targets of frames, stacked."""
+    xs, heats, regs, lyings, weights = [], [], [], [], []
+    for f in frames:
+        xs.append(normalize(f.data, f.radiometric).astype(np.float16))
+        heat, reg, lying, weight = encode(f.truths, f.data.shape)
+        heats.append(heat.astype(np.float16))
+        regs.append(reg)
+        lyings.append(lying.astype(np.float16))
+        weights.append(weight.astype(np.float16))
+    return {
+        "x": np.stack(xs),
+        "heat": np.stack(heats),
+        "reg": np.stack(regs),
+        "lying": np.stack(lyings),
+        "weight": np.stack(weights),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the pipeline; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--train-worlds", type=int, default=WORLDS["train"])
+    parser.add_argument("--val-worlds", type=int, default=WORLDS["val"])
+    parser.add_argument("--test-worlds", type=int, default=WORLDS["test"])
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument(
+        "--train-sensors",
+        default=",".join(TRAIN_SENSORS),
+        help="comma-separated sensors whose frames train the model (the test split has all)",
+    )
+    parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    sensors = dataset.available_sensors()
+    trained_on = [s for s in args.train_sensors.split(",") if s in sensors]
+    splits = {
+        name: dataset.cached(CACHE_DIR, name, n, args.seed, use, args.workers)
+        for name, n, use in (
+            ("train", args.train_worlds, trained_on),
+            ("val", args.val_worlds, trained_on),
+            ("test", args.test_worlds, sensors),
+        )
+    }
+    model_path = args.out / DEFAULT_MODEL.name
+    info: dict[str, Any] = {
+        "seed": args.seed,
+        "sensors": sensors,
+        "train_sensors": trained_on,
+        "worlds": {
+            k: v
+            for k, v in zip(
+                ("train", "val", "test"),
+                (args.train_worlds, args.val_worlds, args.test_worlds),
+                strict=True,
+            )
+        },
+        "frames": {k: len(v) for k, v in splits.items()},
+        "objects": {
+            k: {
+                c: sum(1 for f in v for g in f.truths if g.cls == c and not g.ignore)
+                for c in CLASSES
+            }
+            for k, v in splits.items()
+        },
+    }
+    if not args.eval_only:
+        from models.thermal import train  # TensorFlow only here: the rest runs without it
+
+        data = arrays(splits["train"])
+        val = arrays(splits["val"])
+        model, history = train.train(data, val, args.seed, args.epochs)
+        rng = np.random.default_rng(args.seed)
+        rep = data["x"][rng.choice(len(data["x"]), 300, replace=False)].astype(np.float32)
+        build_path = CACHE_DIR / DEFAULT_MODEL.name
+        train.quantize(model, rep, build_path)
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build_path, model_path)
+        (args.out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+        info["epochs"] = args.epochs
+        info["train_seconds"] = sum(h["seconds"] for h in history)
+        info["history"] = history
+        info["params"] = int(model.count_params())
+    result = evaluate.evaluate(model_path, splits["test"])
+    lepton = [f for f in splits["test"] if f.sensor == sensors[0]][:200]
+    result["timing"] = evaluate.timing(model_path, lepton)
+    result["model_bytes"] = model_path.stat().st_size
+    result["data"] = info
+    evaluate.write_json(result, args.out / "metrics.json")
+    write_card(result, args.out / "MODEL_CARD.md")
+    for row in evaluate.table_rows(result):
+        print(row)
+    logger.info("pipeline done in %.0f s", time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

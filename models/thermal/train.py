@@ -1,0 +1,231 @@
+"""Build, train and fully int8-quantise the thermal detector (needs the ``train`` extra).
+
+The network is CenterNet-style ("objects as points"): a small strided backbone of depthwise-
+separable convolutions to stride 16, one upsampling step back to stride 4 with a skip connection,
+and three heads at stride 4: per-class centre heatmap, box regression (centre offset, log size),
+and person lying posture. It has no anchors and no detection post-processing op, so every layer
+quantises to int8 and the decoding stays a few vectorised numpy lines on the unit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware.detect.thermal import CLASSES, INPUT_HW
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+HEAT_PRIOR = 0.01  # initial heatmap probability (focal-loss paper's prior)
+BOX_WEIGHT = 2.0  # box regression against heatmap loss: boxes must reach IoU 0.5
+
+
+def _tf() -> Any:
+    """TensorFlow, set up for reproducible CPU training."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    tf = importlib.import_module("tensorflow")
+    tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def build_model(seed: int) -> Any:
+    """The detector as a Keras model: input (rows, cols, 1), outputs heatmap, regression, lying."""
+    tf = _tf()
+    keras = tf.keras
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+
+    def conv(x: Any, ch: int, stride: int = 1, sep: bool = True) -> Any:
+        if sep:
+            x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU(6.0)(x)
+            x = layers.Conv2D(ch, 1, use_bias=False)(x)
+        else:
+            x = layers.Conv2D(ch, 3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU(6.0)(x)
+
+    inp = keras.Input((INPUT_HW[0], INPUT_HW[1], 1), name="thermal")
+    x = conv(inp, 16, 2, sep=False)  # /2
+    x = conv(x, 24, 1, sep=False)
+    x = conv(x, 32, 2)  # /4
+    s4 = conv(x, 32)
+    x = conv(s4, 64, 2)  # /8
+    s8 = conv(x, 64)
+    # 120 rows are 15 at /8: pad to an even count for /16 and crop back after upsampling.
+    pad_rows = (-(INPUT_HW[0] // 8)) % 2
+    x = layers.ZeroPadding2D(((0, pad_rows), (0, 0)))(s8) if pad_rows else s8
+    x = conv(x, 96, 2)  # /16
+    x = conv(x, 96)
+    x = conv(x, 96)
+    x = layers.UpSampling2D(2, interpolation="nearest")(x)  # /8
+    if pad_rows:
+        x = layers.Cropping2D(((0, pad_rows), (0, 0)))(x)
+    x = layers.Conv2D(64, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(layers.Add()([x, s8]))
+    x = conv(x, 64)
+    x = layers.UpSampling2D(2, interpolation="nearest")(x)  # /4
+    x = layers.Conv2D(32, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(layers.Add()([x, s4]))
+    feat = conv(x, 48)
+
+    bias = float(-np.log((1.0 - HEAT_PRIOR) / HEAT_PRIOR))
+    h = conv(feat, 48)
+    heat = layers.Conv2D(
+        len(CLASSES),
+        1,
+        activation="sigmoid",
+        bias_initializer=keras.initializers.Constant(bias),
+        name="heatmap",
+    )(h)
+    r = conv(feat, 48)
+    reg = layers.Conv2D(4, 1, name="box")(r)
+    lying = layers.Conv2D(1, 1, activation="sigmoid", name="lying")(h)
+    return keras.Model(inp, [heat, reg, lying], name="polewatch_thermal")
+
+
+def _losses(tf: Any, outputs: list[Any], batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Focal heatmap loss, L1 box loss at centres, BCE lying loss at person centres."""
+    heat, reg, lying = outputs
+    gt, w = batch["heat"], batch["weight"]
+    p = tf.clip_by_value(heat, 1e-4, 1.0 - 1e-4)
+    pos = tf.cast(gt >= 1.0, tf.float32)
+    pos_loss = -tf.math.log(p) * (1.0 - p) ** 2 * pos
+    neg_loss = -tf.math.log(1.0 - p) * p**2 * (1.0 - gt) ** 4 * (1.0 - pos) * w
+    n_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
+    heat_loss = (tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / n_pos
+    rt = batch["reg"]
+    mask = rt[..., 4:5]
+    err = tf.abs(reg - rt[..., :4]) * tf.constant([1.0, 1.0, 0.5, 0.5])
+    box_loss = tf.reduce_sum(err * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    lt = batch["lying"]
+    lmask = lt[..., 1:2]
+    lp = tf.clip_by_value(lying, 1e-4, 1.0 - 1e-4)
+    bce = -(lt[..., 0:1] * tf.math.log(lp) + (1.0 - lt[..., 0:1]) * tf.math.log(1.0 - lp))
+    lying_loss = tf.reduce_sum(bce * lmask) / tf.maximum(tf.reduce_sum(lmask), 1.0)
+    return heat_loss, box_loss, lying_loss
+
+
+def _batches(
+    data: dict[str, npt.NDArray[Any]], batch_size: int, rng: np.random.Generator
+) -> Iterator[dict[str, npt.NDArray[Any]]]:
+    """Shuffled batches, each image flipped left-right with probability 1/2."""
+    n = len(data["x"])
+    order = rng.permutation(n)
+    for start in range(0, n - batch_size + 1, batch_size):
+        idx = np.sort(order[start : start + batch_size])
+        flip = rng.random(batch_size) < 0.5
+        batch = {k: v[idx].astype(np.float32) for k, v in data.items()}
+        if flip.any():
+            for k in ("x", "heat", "weight", "lying"):
+                batch[k][flip] = batch[k][flip][:, :, ::-1]
+            reg = batch["reg"][flip][:, :, ::-1].copy()
+            # The centre's cell mirrors; its offset within the cell becomes 1 - offset.
+            reg[..., 0] = np.where(reg[..., 4] > 0, 1.0 - reg[..., 0], 0.0)
+            batch["reg"][flip] = reg
+        batch["x"] = batch["x"][..., None]
+        yield batch
+
+
+def train(
+    data: dict[str, npt.NDArray[Any]],
+    val: dict[str, npt.NDArray[Any]],
+    seed: int,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+) -> tuple[Any, list[dict[str, float]]]:
+    """Train on data (x, heat, reg, lying, weight arrays); return the model and epoch history."""
+    tf = _tf()
+    model = build_model(seed)
+    steps = epochs * (len(data["x"]) // batch_size)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
+    opt = tf.keras.optimizers.Adam(schedule)
+
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
+    def step(batch: dict[str, Any]) -> Any:
+        with tf.GradientTape() as tape:
+            outputs = model(batch["x"], training=True)
+            hl, bl, ll = _losses(tf, outputs, batch)
+            loss = hl + BOX_WEIGHT * bl + 0.5 * ll
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return tf.stack([loss, hl, bl, ll])
+
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
+    def evaluate(batch: dict[str, Any]) -> Any:
+        hl, bl, ll = _losses(tf, model(batch["x"], training=False), batch)
+        return tf.stack([hl + BOX_WEIGHT * bl + 0.5 * ll, hl, bl, ll])
+
+    rng = np.random.default_rng(seed)
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        sums = np.zeros(4)
+        count = 0
+        for batch in _batches(data, batch_size, rng):
+            sums += step({k: tf.constant(v) for k, v in batch.items()}).numpy()
+            count += 1
+        vsums = np.zeros(4)
+        vcount = 0
+        for start in range(0, len(val["x"]), 64):
+            vb = {k: v[start : start + 64].astype(np.float32) for k, v in val.items()}
+            vb["x"] = vb["x"][..., None]
+            vsums += evaluate({k: tf.constant(v) for k, v in vb.items()}).numpy()
+            vcount += 1
+        t, v = sums / max(count, 1), vsums / max(vcount, 1)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(t[0]),
+                "val_loss": float(v[0]),
+                "val_heat": float(v[1]),
+                "val_box": float(v[2]),
+                "val_lying": float(v[3]),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        logger.info(
+            "epoch %d/%d: loss %.3f (heat %.3f box %.3f lying %.3f), val %.3f "
+            "(heat %.3f box %.3f lying %.3f), %.0f s",
+            epoch + 1,
+            epochs,
+            *t,
+            *v,
+            history[-1]["seconds"],
+        )
+    return model, history
+
+
+def quantize(model: Any, representative: F32, path: Path) -> int:
+    """Convert to a fully int8 .tflite (int8 input and outputs) at path; return its size."""
+    tf = _tf()
+
+    def frames() -> Iterator[list[F32]]:
+        for img in representative:
+            yield [img[None, :, :, None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = frames
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    blob = converter.convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    logger.info("wrote %s (%d bytes)", path, len(blob))
+    return len(blob)

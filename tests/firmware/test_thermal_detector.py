@@ -1,0 +1,165 @@
+"""The thermal object detector plugin with the committed int8 model, on simulated frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.detect.base import Detection
+from firmware.detect.thermal import (
+    DEFAULT_MODEL,
+    INPUT_HW,
+    ThermalDetector,
+    ThermalModelDetection,
+    normalize,
+)
+from firmware.errors import ModelError
+from firmware.hal.base import ThermalFrame
+from sim import actors, world
+from sim.sensors import sensor_for
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+CAMERA = world.CameraPose(height_m=6.0, pitch_deg=25.0, yaw_deg=0.0)
+# Model v1 is below its target (see models/thermal/MODEL_CARD.md): these checks say what it must
+# do and fail today. Strict, so that a better model makes them pass and the mark must go.
+BELOW_TARGET = pytest.mark.xfail(strict=True, reason="thermal model v1 below target (issue 4)")
+
+
+@pytest.fixture(scope="module")
+def detector() -> ThermalDetector:
+    return ThermalDetector(ThermalModelDetection())
+
+
+def _frame(
+    spec: world.WorldSpec, sensor: str, seed: int, t: float = 1.0
+) -> tuple[ThermalFrame, list[actors.Truth]]:
+    scene = world.ParkingLotWorld(spec, 160, 120, seed)
+    rows, cols = (24, 32) if sensor == "mlx90640" else (120, 160)
+    try:
+        model = sensor_for(sensor, seed, width=cols, height=rows)
+    except ValueError as exc:
+        pytest.skip(f"the simulator does not model {sensor}: {exc}")
+    data = model.capture(scene.scene_c(t), t)
+    return ThermalFrame(0, t, data, bool(model.radiometric)), list(scene.truth(t))
+
+
+def _pixels(truth: actors.Truth, frame: ThermalFrame) -> tuple[float, float, float, float]:
+    rows, cols = frame.data.shape
+    x0, y0, x1, y1 = truth.box
+    return (x0 * cols, y0 * rows, x1 * cols, y1 * rows)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _best(found: list[Detection], box: tuple[float, ...], cls: str) -> Detection | None:
+    same = [d for d in found if d.cls == cls and _iou(d.box, box) >= 0.5]
+    return max(same, key=lambda d: d.score) if same else None
+
+
+def _person(posture: actors.Posture, x: float = 0.5, y: float = 11.0) -> world.WorldSpec:
+    person = actors.Person(
+        name="p", path=[(0.0, x, y)], postures=[(0.0, posture)], heading_deg=80.0
+    )
+    return world.WorldSpec(ambient_c=5.0, sky_c=-25.0, camera=CAMERA, persons=[person])
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+@pytest.mark.parametrize("sensor", ["lepton35", "lepton3"])
+def test_finds_a_standing_person_where_they_are(
+    detector: ThermalDetector, seed: int, sensor: str
+) -> None:
+    frame, truth = _frame(_person("standing", x=-1.0 + seed / 10), sensor, seed)
+    (person,) = truth
+    found = detector.detect(frame)
+    best = _best(found, _pixels(person, frame), "person")
+    assert best is not None, f"no person at {_pixels(person, frame)}: {found}"
+    assert best.lying is not None and best.lying < 0.5
+    assert best.sensor == "thermal"
+
+
+@pytest.mark.parametrize("seed", [pytest.param(5, marks=BELOW_TARGET), 17])
+def test_a_lying_person_is_lying(detector: ThermalDetector, seed: int) -> None:
+    frame, truth = _frame(_person("lying", x=seed / 10), "lepton35", seed)
+    (person,) = truth
+    best = _best(detector.detect(frame), _pixels(person, frame), "person")
+    assert best is not None
+    assert best.lying is not None and best.lying > 0.5
+
+
+@BELOW_TARGET
+@pytest.mark.parametrize("seed", [2, 8, 13])
+def test_a_cat_is_not_a_person(detector: ThermalDetector, seed: int) -> None:
+    cat = actors.Animal(
+        name="cat", species="cat", path=[(0.0, -2.0, 8.0), (10.0, 2.0, 9.0)], body_c=30.0
+    )
+    spec = world.WorldSpec(ambient_c=2.0, sky_c=-25.0, camera=CAMERA, animals=[cat])
+    for t in (1.0, 4.0, 7.0):
+        frame, _ = _frame(spec, "lepton35", seed, t)
+        found = detector.detect(frame)
+        assert [d for d in found if d.cls == "person"] == []
+
+
+@BELOW_TARGET
+def test_boxes_are_in_the_frames_own_pixels_for_the_mlx90640(detector: ThermalDetector) -> None:
+    spec = _person("standing", y=7.0)
+    frame, truth = _frame(spec, "mlx90640", 4)
+    assert frame.data.shape == (24, 32)
+    found = detector.detect(frame)
+    for d in found:
+        assert 0 <= d.box[0] < d.box[2] <= 32 and 0 <= d.box[1] < d.box[3] <= 24
+    assert _best(found, _pixels(truth[0], frame), "person") is not None
+
+
+def test_normalisation_treats_centikelvin_and_raw_counts_alike() -> None:
+    rng = np.random.default_rng(0)
+    temps_k = 275.0 + rng.normal(0.0, 0.3, (120, 160))
+    temps_k[40:80, 70:78] = 300.0  # a warm body
+    temps_k[:30] = 250.0  # cold sky
+    centi = np.round(temps_k * 100).astype(np.uint16)
+    raw = np.round(8000 + (temps_k - 275.0) * 35).astype(np.uint16)  # any linear count scale
+    a, b = normalize(centi, True), normalize(raw, False)
+    assert a.shape == b.shape == INPUT_HW
+    assert np.abs(a - b).max() < 0.05
+    assert a[60, 74] > 0.9 > 0.1 > abs(a[100, 20])
+    # An empty, uniform scene is not stretched until its noise looks like objects.
+    flat = np.round((275.0 + rng.normal(0.0, 0.05, (120, 160))) * 100).astype(np.uint16)
+    assert np.abs(normalize(flat, True)).max() < 0.2
+    small = normalize(centi[::5, ::5], True)
+    assert small.shape == INPUT_HW and small[40:80, 66:82].max() > 0.9
+
+
+def test_missing_or_corrupt_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no such model file"):
+        ThermalDetector(ThermalModelDetection(model=str(tmp_path / "absent.tflite")))
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match=r"bad\.tflite"):
+        ThermalDetector(ThermalModelDetection(model=str(bad)))
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(DEFAULT_MODEL.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"cut\.tflite"):
+        ThermalDetector(ThermalModelDetection(model=str(cut)))
+
+
+def test_a_model_of_another_shape_is_refused() -> None:
+    ssd = SHARED / "models" / "ssd_mobilenet_v1_coco_quant" / "detect.tflite"
+    if not ssd.exists():
+        pytest.skip(f"reference model absent: {ssd}")
+    with pytest.raises(ModelError, match="channel"):
+        ThermalDetector(ThermalModelDetection(model=str(ssd)))
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(ValueError, match="score_threshold"):
+        ThermalModelDetection(score_threshold=1.5)
+    with pytest.raises(ValueError, match="extra"):
+        ThermalModelDetection.model_validate({"treshold": 0.5})

@@ -1,0 +1,118 @@
+"""The multi-object tracker: ids, lifecycle, class vote, smoothing, association."""
+
+from __future__ import annotations
+
+import pytest
+
+from firmware.config.site import TrackerConfig
+from firmware.detect.base import Detection
+from firmware.detect.tracker import Tracker, iou
+
+FPS = 9.0
+
+
+def person(u: float, v: float, h: float = 30.0, cls: str = "person", **kw: object) -> Detection:
+    return Detection(cls, 0.9, (u - h / 6, v - h, u + h / 6, v), **kw)  # type: ignore[arg-type]
+
+
+def test_iou() -> None:
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 0, 30, 10)) == 0.0
+
+
+def test_a_track_is_confirmed_after_n_hits_and_keeps_its_id_while_walking() -> None:
+    tracker = Tracker(TrackerConfig(confirm_hits=3))
+    ids = set()
+    for i in range(60):
+        confirmed = tracker.update(i / FPS, [person(20 + 3 * i, 80)])  # 27 px/s
+        if i < 2:
+            assert confirmed == []
+        else:
+            [tr] = confirmed
+            ids.add(tr.track_id)
+            assert tr.state == "confirmed"
+    assert len(ids) == 1
+    assert tr.bottom_centre[0] == pytest.approx(20 + 3 * 59, abs=2.0)
+
+
+def test_two_crossing_walkers_keep_their_ids() -> None:
+    tracker = Tracker(TrackerConfig())
+    for i in range(40):
+        a, b = person(20 + 3 * i, 80), person(140 - 3 * i, 84)
+        tracks = tracker.update(i / FPS, [a, b])
+        if i == 5:
+            start = {tr.track_id: tr.bottom_centre[0] < 80 for tr in tracks}
+    end = {tr.track_id: tr.bottom_centre[0] > 80 for tr in tracks}
+    assert start == end  # the one that started on the left ended on the right
+
+
+def test_short_misses_are_bridged_and_long_ones_lose_the_track() -> None:
+    tracker = Tracker(TrackerConfig(max_missed_s=2.0))
+    for i in range(10):
+        [tr] = tracker.update(i / FPS, [person(50, 80)]) or [None]  # type: ignore[list-item]
+    first = tr.track_id
+    for i in range(10, 19):  # one second unseen: still there
+        assert [t.track_id for t in tracker.update(i / FPS, [])] == [first]
+    for i in range(19, 19 + 9):
+        tracker.update(i / FPS, [person(50, 80)])
+    assert [t.track_id for t in tracker.tracks] == [first]
+    t = 28 / FPS
+    while tracker.tracks:
+        t += 1 / FPS
+        tracker.update(t, [])
+    assert tracker.deleted == [first] and tr.state == "lost"
+    assert t - 27 / FPS > 2.0
+    new = None
+    for i in range(3):
+        new = tracker.update(t + (i + 1) / FPS, [person(50, 80)])
+    assert new and new[0].track_id != first
+
+
+def test_a_single_false_detection_never_confirms() -> None:
+    tracker = Tracker(TrackerConfig(confirm_hits=3))
+    assert tracker.update(0.0, [person(50, 80)]) == []
+    for i in range(1, 20):
+        assert tracker.update(i / FPS, []) == []
+    assert tracker.tracks == []
+
+
+def test_class_is_the_majority_vote_and_lying_is_smoothed() -> None:
+    tracker = Tracker(TrackerConfig(smoothing=0.5))
+    for i in range(10):
+        cls = "animal" if i % 4 == 0 else "person"
+        tracks = tracker.update(i / FPS, [person(50, 80, cls=cls, lying=1.0 if i >= 5 else 0.0)])
+    [tr] = tracks
+    assert tr.cls == "person"
+    assert 0.9 < tr.lying < 1.0  # type: ignore[operator]
+
+
+def test_sensors_are_tracked_apart() -> None:
+    tracker = Tracker(TrackerConfig(confirm_hits=1))
+    tracks = tracker.update(
+        0.0, [person(50, 80), Detection("person", 0.8, (40, 50, 60, 80), "visible")]
+    )
+    assert {tr.sensor for tr in tracks} == {"thermal", "visible"}
+    assert len({tr.track_id for tr in tracks}) == 2
+
+
+def test_small_fast_objects_at_mlx_resolution_join_by_centre_distance() -> None:
+    tracker = Tracker(TrackerConfig())
+    ids = set()
+    for i in range(20):  # a 2x4 px person at 32x24 moving 1.5 px per frame: boxes never overlap
+        ids |= {
+            tr.track_id
+            for tr in tracker.update(
+                i / 4, [Detection("person", 0.9, (1.5 * i, 10, 1.5 * i + 1.2, 14))]
+            )
+        }
+    assert len(ids) == 1
+
+
+def test_history_records_bottom_centres_with_times() -> None:
+    tracker = Tracker(TrackerConfig(history_s=1.0, confirm_hits=1))
+    for i in range(30):
+        [tr] = tracker.update(i / FPS, [person(50 + i, 80)])
+    assert tr.history[-1][0] == pytest.approx(29 / FPS)
+    assert tr.history[0][0] >= 29 / FPS - 1.0
+    assert tr.displacement_since(29 / FPS - 0.5) == pytest.approx(4.5, abs=1.5)

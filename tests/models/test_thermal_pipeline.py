@@ -1,0 +1,148 @@
+"""The thermal training pipeline's own pieces, without TensorFlow: targets, metrics, card."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.detect.thermal import CLASSES, Heads, decode
+from models.thermal import evaluate, metrics
+from models.thermal.metrics import ClassResult, GroundTruth, Scored, match_image
+from models.thermal.targets import OUT_HW, encode
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "thermal"
+
+
+def _heads_from_targets(truths: list[GroundTruth], frame_hw: tuple[int, int]) -> Heads:
+    heat, reg, lying, _ = encode(truths, frame_hw)
+    return Heads(heat, reg[..., :4], lying[..., :1])
+
+
+@pytest.mark.parametrize("frame_hw", [(120, 160), (24, 32)])
+def test_targets_decode_back_to_the_boxes(frame_hw: tuple[int, int]) -> None:
+    sy, sx = frame_hw[0] / 120, frame_hw[1] / 160
+    truths = [
+        GroundTruth("person", (20.3 * sx, 30.1 * sy, 28.9 * sx, 62.7 * sy), lying=False),
+        GroundTruth("person", (90.0 * sx, 80.0 * sy, 121.5 * sx, 91.0 * sy), lying=True),
+        GroundTruth("vehicle", (40.0 * sx, 5.0 * sy, 110.0 * sx, 50.0 * sy)),
+        GroundTruth("animal", (140.2 * sx, 100.4 * sy, 149.0 * sx, 106.0 * sy)),
+    ]
+    found = decode(_heads_from_targets(truths, frame_hw), frame_hw, score_threshold=0.99)
+    assert sorted(d.cls for d in found) == sorted(t.cls for t in truths)
+    for gt in truths:
+        det = max((d for d in found if d.cls == gt.cls), key=lambda d: metrics.iou(d.box, gt.box))
+        assert det.box == pytest.approx(gt.box, abs=1e-3)
+        if gt.cls == "person":
+            assert det.lying == (1.0 if gt.lying else 0.0)
+        else:
+            assert det.lying is None
+
+
+def test_ignored_objects_are_left_out_of_the_heatmap_loss() -> None:
+    kept = GroundTruth("person", (20.0, 20.0, 28.0, 50.0))
+    ignored = GroundTruth("person", (100.0, 60.0, 101.0, 62.0), ignore=True)
+    heat, reg, _, weight = encode([kept, ignored], (120, 160))
+    assert heat.shape == (*OUT_HW, len(CLASSES))
+    assert weight[15, 25, 0] == 0.0  # the ignored person's cell
+    assert weight[8, 6, 0] == 1.0  # the kept person's centre cell
+    assert heat[..., 0].max() == 1.0 and heat[15, 25, 0] < 0.01
+    assert reg[..., 4].sum() == 1.0  # only the kept one is a regression target
+
+
+def test_decode_keeps_only_local_peaks_above_threshold_and_suppresses_overlaps() -> None:
+    heat = np.zeros((*OUT_HW, 3), dtype=np.float32)
+    heat[10, 10, 0] = 0.9
+    heat[10, 11, 0] = 0.8  # a neighbour of a stronger peak: not a peak
+    heat[20, 30, 1] = 0.3  # below the threshold
+    heat[10, 10, 2] = 0.6  # another class on the same spot and size: NMS keeps the person
+    reg = np.zeros((*OUT_HW, 4), dtype=np.float32)
+    reg[..., 2:] = math.log(4.0)
+    lying = np.full((*OUT_HW, 1), 0.25, dtype=np.float32)
+    found = decode(Heads(heat, reg, lying), (120, 160), score_threshold=0.5, nms_iou=0.6)
+    assert len(found) == 1
+    assert found[0].cls == "person" and found[0].score == pytest.approx(0.9)
+    assert found[0].box == pytest.approx((32.0, 32.0, 48.0, 48.0))
+    assert found[0].lying == pytest.approx(0.25)
+    both = decode(Heads(heat, reg, lying), (120, 160), score_threshold=0.5, nms_iou=1.0)
+    assert sorted(d.cls for d in both) == ["animal", "person"]
+
+
+def _result(dets: list[tuple[float, bool]], positives: int) -> ClassResult:
+    res = ClassResult(positives=positives)
+    for score, hit in dets:
+        res.scores.append(score)
+        res.hits.append(hit)
+    return res
+
+
+def test_average_precision_on_hand_made_cases() -> None:
+    assert metrics.average_precision(_result([(0.9, True), (0.8, True)], 2)) == 1.0
+    # hit, miss, hit over 2 objects: precision 1 up to recall 0.5, then 2/3 up to recall 1.
+    assert metrics.average_precision(
+        _result([(0.9, True), (0.8, False), (0.7, True)], 2)
+    ) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    # The envelope: a later higher precision lifts the earlier points.
+    assert metrics.average_precision(
+        _result([(0.9, False), (0.8, True), (0.7, True)], 2)
+    ) == pytest.approx(2 / 3)
+    assert metrics.average_precision(_result([(0.9, True)], 4)) == pytest.approx(0.25)
+    assert metrics.average_precision(_result([], 3)) == 0.0
+    assert math.isnan(metrics.average_precision(_result([(0.5, False)], 0)))
+
+
+def test_matching_counts_duplicates_as_false_and_ignores_ignored_objects() -> None:
+    truths = [
+        GroundTruth("person", (0, 0, 10, 20)),
+        GroundTruth("person", (50, 50, 52, 53), ignore=True),
+        GroundTruth("animal", (80, 80, 90, 85)),
+    ]
+    dets = [
+        Scored("person", 0.9, (1, 0, 10, 20)),
+        Scored("person", 0.8, (0, 1, 10, 21)),  # a duplicate of the same person
+        Scored("person", 0.7, (50, 50, 52, 53)),  # on the ignored one: not counted
+        Scored("person", 0.6, (80, 80, 90, 85)),  # the cat called a person: false
+    ]
+    res = ClassResult()
+    match_image(res, "person", truths, dets)
+    assert res.positives == 1
+    assert res.scores == [0.9, 0.8, 0.6]
+    assert res.hits == [True, False, False]
+    assert metrics.precision_recall(res, 0.85) == (1.0, 1.0)
+    assert metrics.precision_recall(res, 0.5) == pytest.approx((1 / 3, 1.0))
+
+
+def test_lying_accuracy_counts_matched_persons_only() -> None:
+    truths = [
+        GroundTruth("person", (0, 0, 20, 8), lying=True),
+        GroundTruth("person", (40, 0, 48, 20), lying=False),
+    ]
+    dets = [
+        Scored("person", 0.9, (0, 0, 20, 8), lying=0.8),
+        Scored("person", 0.9, (40, 0, 48, 20), lying=0.7),  # standing called lying
+        Scored("person", 0.9, (100, 100, 110, 120), lying=0.9),  # matches nobody
+    ]
+    res = ClassResult()
+    match_image(res, "person", truths, dets)
+    assert metrics.lying_accuracy(res, 0.5) == (0.5, 2)
+
+
+def test_card_reports_the_committed_metrics() -> None:
+    path = MODEL_DIR / "metrics.json"
+    result = evaluate.read_json(path)
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    for row in evaluate.table_rows(result) + evaluate.lying_rows(result):
+        assert row in card
+    person = result["sensors"]["lepton35"]["classes"]["person"]
+    assert f"{person['precision']:.3f}" in card
+    assert (MODEL_DIR / "labels.txt").read_text().split() == list(CLASSES)
+    assert result["model_bytes"] == (MODEL_DIR / "polewatch_thermal_v1.tflite").stat().st_size
+
+
+@pytest.mark.xfail(strict=True, reason="thermal model v1 below target (issue 4)")
+def test_the_committed_model_meets_the_lepton35_person_target() -> None:
+    result = evaluate.read_json(MODEL_DIR / "metrics.json")
+    person = result["sensors"]["lepton35"]["classes"]["person"]
+    assert person["precision"] >= 0.90 and person["recall"] >= 0.90
