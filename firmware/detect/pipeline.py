@@ -105,10 +105,6 @@ class ThermalPipeline:
             result.events += self.events.derive(frame.t, frame.index, result.tracks, blobs)
         return result
 
-    def check(self, now: float) -> SensorFault | None:
-        """Between frames: has the camera stopped sending them?"""
-        return self.watch.check(now)
-
 
 class VisiblePipeline:
     """Everything the unit does with one visible frame (nothing is stored or sent)."""

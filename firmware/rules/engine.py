@@ -139,15 +139,6 @@ class RuleEngine:
             if sensor == event.sensor and poly.covers(point)
         ]
 
-    def zone_of(self, spot: HotSpot) -> str | None:
-        """The first armed thermal zone that holds the spot's bottom centre."""
-        zones = self.zones_of(Event("fire", 0.0, spot.bottom_centre))
-        return zones[0] if zones else None
-
-    def on_fire(self, frame: ThermalFrame, spots: list[HotSpot]) -> None:
-        """Handle one frame's confirmed hot spots (called for every frame, with or without)."""
-        self.on_events(frame.t, fire_events(frame, spots))
-
     def on_events(self, t: float, events: list[Event]) -> None:
         """Handle one frame's events at time ``t``, then close alarms that have cleared."""
         matches: dict[tuple[str, str], list[Event]] = {}

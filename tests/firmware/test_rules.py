@@ -18,7 +18,7 @@ from firmware.hal.base import Output, ThermalFrame
 from firmware.hal.registry import HalContext
 from firmware.hal.sim import SimOutput
 from firmware.rules.deterrence import Deterrence
-from firmware.rules.engine import Event, RuleEngine
+from firmware.rules.engine import Event, RuleEngine, fire_events
 from firmware.uplink import protocol
 
 STOCKHOLM = zoneinfo.ZoneInfo("Europe/Stockholm")
@@ -92,7 +92,7 @@ class Unit:
             t = self.clock.advance(FRAME_S)
             self.index += 1
             frame = ThermalFrame(self.index, t, np.zeros((120, 160), np.uint16), True)
-            self.engine.on_fire(frame, spots)
+            self.engine.on_events(t, fire_events(frame, spots))
 
     def opened(self) -> list[protocol.Alarm]:
         return [m for m in self.sent if m.phase == protocol.Phase.OPEN]
