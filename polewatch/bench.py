@@ -20,7 +20,8 @@ from firmware.config.load import load_site
 from firmware.detect.fire import FireDetector
 from firmware.hal.base import ThermalFrame
 from firmware.uplink import protocol
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.bench_detect import bench_thermal, bench_unit_rss, bench_visible
 from polewatch.bench_timing import timed
 from polewatch.bench_uplink import bench_uplink

@@ -190,19 +190,52 @@ def _rss_kb(pid: int) -> int:
 
 
 def bench_unit_rss(run_s: float = RSS_RUN_S) -> dict[str, float]:
-    """Peak RSS of a running ``polewatch unit`` with the thermal and visible models loaded."""
+    """Peak RSS of a running ``polewatch unit`` with the thermal and visible models loaded.
+
+    The unit is one as a real pole runs it, without the simulator (whose world and sensor models a
+    real unit never imports): its thermal camera replays the reference Lepton 3 clip (raw counts,
+    so fire detection is off), its visible camera is the simulated one (noise, numpy only), and
+    its outputs, audio and modem are the sim board's.
+    """
+    clip = SHARED / "thermal" / "hedgehog_lepton3.cptv"
     if not SSD_DIR.exists():
         logger.warning("no reference SSD model in %s: unit_rss_mb skipped", SSD_DIR)
         return {}
+    if not clip.is_file():
+        logger.warning("no reference thermal clip at %s: unit_rss_mb skipped", clip)
+        return {}
+    import json
+
     from host_tools.provision.oscore import provision_oscore
 
+    # The sim board without its simulated thermal camera, which renders the simulator's world.
+    lines, in_thermal = [], False
+    for line in (REPO / "board_configs" / "sim.toml").read_text().splitlines():
+        if line.startswith("["):
+            in_thermal = line.strip() == "[thermal]"
+        if not in_thermal:
+            lines.append(line)
+    cameras = f"""
+[thermal]
+backend = "cptv"
+path = {json.dumps(str(clip))}
+loop = true
+sensor = "lepton3"
+width = 160
+height = 120
+fps = 9.0
+radiometric = false
+
+[visible]
+backend = "sim"
+width = 640
+height = 480
+fps = 2.0
+"""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         board = folder / "board.toml"
-        sim_board = (REPO / "board_configs" / "sim.toml").read_text()
-        board.write_text(
-            sim_board + '\n[visible]\nbackend = "sim"\nwidth = 640\nheight = 480\nfps = 2.0\n'
-        )
+        board.write_text("\n".join(lines) + "\n" + cameras)
         load_board(board)
         site = write_site(folder, 9, visible=True)  # port 9: the unit runs without a receiver
         provision_oscore("pole-bench", folder / "oscore", folder / "receiver-keys")
@@ -219,8 +252,6 @@ def bench_unit_rss(run_s: float = RSS_RUN_S) -> dict[str, float]:
             str(folder / "data"),
             "--security-dir",
             str(folder / "oscore"),
-            "--scenario",
-            "car_fire",
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -18,7 +18,8 @@ from firmware.uplink import protocol
 from firmware.uplink.client import UplinkClient
 from firmware.uplink.heartbeat import heartbeat_interval
 from host_tools.provision.oscore import provision_oscore
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from host_tools.receiver.store import AlarmRecord
 from polewatch.netutil import free_port
 from sim.fleet import LightUnit

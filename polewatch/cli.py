@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from firmware.errors import PolewatchError
-from host_tools.receiver.server import Endpoint
+from host_tools.receiver.endpoint import Endpoint
 
 logger = logging.getLogger("polewatch")
 

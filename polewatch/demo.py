@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from firmware.errors import NetworkError
 from firmware.uplink import protocol
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from host_tools.receiver.store import AlarmRecord
 from polewatch.netutil import free_port
 from sim.expect import check_outcome

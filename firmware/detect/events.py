@@ -22,8 +22,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from shapely.geometry import Point, Polygon
-from shapely.prepared import PreparedGeometry, prep
+import shapely
+from shapely.geometry import Polygon
 
 from firmware.config.site import SiteConfig
 from firmware.detect.motion import MotionBlob
@@ -41,9 +41,11 @@ class EventDeriver:
 
     def __init__(self, site: SiteConfig) -> None:
         self.config = site.detection
-        self.zones: dict[str, tuple[str, PreparedGeometry]] = {
-            name: (z.sensor, prep(Polygon(z.polygon))) for name, z in site.zones.items() if z.armed
+        self.zones: dict[str, tuple[str, Polygon]] = {
+            name: (z.sensor, Polygon(z.polygon)) for name, z in site.zones.items() if z.armed
         }
+        for _, poly in self.zones.values():
+            shapely.prepare(poly)  # many points are tested against each zone, every frame
         self._entered: dict[tuple[int, str], float] = {}  # (track, zone) -> since when inside
         self._down_since: dict[int, float] = {}
         self._gathering: dict[str, tuple[float, float]] = {}  # sensor -> (first_t, last_t)
@@ -95,12 +97,22 @@ class EventDeriver:
 
     def _loitering(self, t: float, frame_index: int, persons: list[Track]) -> list[Event]:
         dwell = self.config.loitering.dwell_s
-        events = []
+        events: list[Event] = []
         inside: set[tuple[int, str]] = set()
-        for tr in persons:
-            point = Point(*tr.bottom_centre)
-            for name, (sensor, poly) in self.zones.items():
-                if sensor != tr.sensor or not poly.covers(point):
+        if not persons:
+            self._entered = {}
+            return events
+        # Every person's point against each zone at once; a point intersects a polygon exactly
+        # when the polygon covers it (inside or on its edge).
+        us = [tr.bottom_centre[0] for tr in persons]
+        vs = [tr.bottom_centre[1] for tr in persons]
+        covers = {
+            name: shapely.intersects_xy(poly, us, vs).tolist()
+            for name, (_, poly) in self.zones.items()
+        }
+        for k, tr in enumerate(persons):
+            for name, (sensor, _) in self.zones.items():
+                if sensor != tr.sensor or not covers[name][k]:
                     continue
                 key = (tr.track_id, name)
                 inside.add(key)
@@ -189,11 +201,10 @@ def _clusters(persons: list[Track], distance_heights: float) -> list[list[Track]
             i = parent[i]
         return i
 
-    for i, a in enumerate(persons):
-        for j in range(i + 1, len(persons)):
-            b = persons[j]
-            au, av = a.bottom_centre
-            bu, bv = b.bottom_centre
+    points = [tr.bottom_centre for tr in persons]
+    for i, (au, av) in enumerate(points):
+        for j in range(i + 1, len(points)):
+            bu, bv = points[j]
             if math.hypot(au - bu, av - bv) <= reach:
                 parent[root(i)] = root(j)
     groups: dict[int, list[Track]] = {}

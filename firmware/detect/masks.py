@@ -45,6 +45,22 @@ def rasterise(polygons: list[list[list[float]]], width: int, height: int) -> npt
     return covered
 
 
+def _median(values: npt.NDArray[Any]) -> float:
+    """``np.median`` of an array; of 16-bit thermal values over a modest range, from a histogram
+    (the same value, at a fraction of the cost of sorting half the frame every frame)."""
+    flat = values.ravel()
+    if flat.dtype != np.uint16 or flat.size == 0:
+        return float(np.median(flat))
+    least = int(flat.min())
+    if int(flat.max()) - least > 4 * flat.size:
+        return float(np.median(flat))
+    counts = np.bincount(flat - np.uint16(least)).cumsum()
+    n = flat.size
+    ranks = [n // 2 + 1] if n % 2 else [n // 2, n // 2 + 1]  # 1-based ranks of the middle
+    middle = [int(v) + least for v in np.searchsorted(counts, ranks)]
+    return sum(middle) / len(middle)
+
+
 class PrivacyMask:
     """The masked pixels of one sensor; ``apply`` blanks them in a copy of a frame."""
 
@@ -84,7 +100,7 @@ class PrivacyMask:
             out[self.covered] = VISIBLE_FILL
         else:
             source = array if self._all else array[self._open]
-            out[self.covered] = np.rint(np.median(source)).astype(array.dtype)
+            out[self.covered] = np.rint(_median(source)).astype(array.dtype)
         return out
 
     @overload
@@ -98,6 +114,9 @@ class PrivacyMask:
         kind = "thermal" if isinstance(frame, ThermalFrame) else "visible"
         if kind != self.sensor:
             raise ValueError(f"a {self.sensor} privacy mask cannot apply to a {kind} frame")
+        # Frames are immutable: with nothing masked the frame itself stands for its copy.
         if isinstance(frame, ThermalFrame):
-            return replace(frame, data=self.apply(frame.data))
-        return replace(frame, rgb=self.apply(frame.rgb))
+            data = self.apply(frame.data)
+            return frame if data is frame.data else replace(frame, data=data)
+        rgb = self.apply(frame.rgb)
+        return frame if rgb is frame.rgb else replace(frame, rgb=rgb)

@@ -1,6 +1,6 @@
 """Multi-object tracker: detections of each frame -> tracks with stable ids and a lifecycle.
 
-Association is a minimum-cost matching (scipy's Hungarian ``linear_sum_assignment``) per sensor,
+Association is a minimum-cost matching (Jonker-Volgenant, from ``lap``) per sensor,
 on 1 - IoU against each track's predicted box; a detection that does not overlap may still join a
 track whose centre is within ``max_centre_dist`` box diagonals (small, fast objects at 32x24).
 A detection of another class than the track's costs more, so classes only mix when nothing else
@@ -18,8 +18,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+import lap
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+import numpy.typing as npt
 
 from firmware.config.site import TrackerConfig
 from firmware.detect.base import Box, Detection
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 TrackState = Literal["tentative", "confirmed", "lost"]
 _INFEASIBLE = 1.0e6
+# Pairs costing this much or more stay unmatched. Matching one pair more saves about this much, far
+# more than any set of feasible pairs (a few each) can cost: as many pairs as can be, then cheapest.
+_COST_LIMIT = 1.0e5
 _CLASS_PENALTY = 0.5
 
 
@@ -40,6 +44,16 @@ def iou(a: Box, b: Box) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def assign(cost: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
+    """The (row, column) pairs of a minimum-cost matching: as many pairs under ``_COST_LIMIT`` as
+    there can be, the cheapest such set; the optimum of scipy's ``linear_sum_assignment``."""
+    # lap rather than scipy.optimize, whose import costs the unit about 23 MB of memory. Given
+    # only the infeasible entries, lapjv misses the optimum of some such matrices; with the cost
+    # limit it finds linear_sum_assignment's (tests/firmware/test_label_assign.py).
+    _, cols, _ = lap.lapjv(cost, extend_cost=True, cost_limit=_COST_LIMIT)
+    return [(r, c) for r, c in enumerate(cols.tolist()) if c >= 0 and cost[r, c] < _COST_LIMIT]
 
 
 @dataclass
@@ -61,8 +75,10 @@ class Track:
 
     @property
     def cls(self) -> str:
-        """The class most of its detections had."""
-        return self.votes.most_common(1)[0][0]
+        """The class most of its detections had (the first counted, on a tie)."""
+        # Counter.most_common(1) without its heap: the first key with the highest count.
+        votes = self.votes
+        return max(votes, key=votes.__getitem__)
 
     @property
     def bottom_centre(self) -> tuple[float, float]:
@@ -99,9 +115,13 @@ class Track:
     def displacement_since(self, t: float) -> float:
         """The farthest the bottom centre has been from where it is now, since ``t``."""
         u, v = self.bottom_centre
-        return max(
-            (math.hypot(hu - u, hv - v) for ht, hu, hv in self.history if ht >= t), default=0.0
-        )
+        farthest = 0.0
+        # Newest first, stopping at ``t``: the history is in time order and spans history_s.
+        for ht, hu, hv in reversed(self.history):
+            if ht < t:
+                break
+            farthest = max(farthest, math.hypot(hu - u, hv - v))
+        return farthest
 
 
 class Tracker:
@@ -118,11 +138,18 @@ class Tracker:
         self.deleted = []
         unmatched = list(range(len(detections)))
         for sensor in sorted({d.sensor for d in detections} | {tr.sensor for tr in self.tracks}):
-            tracks = [tr for tr in self.tracks if tr.sensor == sensor]
-            idx = [i for i in unmatched if detections[i].sensor == sensor]
-            for ti, di in self._match(t, tracks, [detections[i] for i in idx]):
-                self._hit(tracks[ti], detections[idx[di]], t)
-                unmatched.remove(idx[di])
+            # Confirmed tracks choose first: a detection split in two (head and legs) must not
+            # let a new track take over a person followed for a while.
+            for confirmed in (True, False):
+                tracks = [
+                    tr
+                    for tr in self.tracks
+                    if tr.sensor == sensor and (tr.state == "confirmed") == confirmed
+                ]
+                idx = [i for i in unmatched if detections[i].sensor == sensor]
+                for ti, di in self._match(t, tracks, [detections[i] for i in idx]):
+                    self._hit(tracks[ti], detections[idx[di]], t)
+                    unmatched.remove(idx[di])
         for i in unmatched:
             self._start(detections[i], t)
         self._expire(t)
@@ -131,31 +158,41 @@ class Tracker:
     def _match(self, t: float, tracks: list[Track], dets: list[Detection]) -> list[tuple[int, int]]:
         if not tracks or not dets:
             return []
+        min_iou, max_dist = self.config.min_iou, self.config.max_centre_dist
+        # Per detection once: its box, centre and class.
+        found = [(d.box, (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2, d.cls) for d in dets]
         cost = np.full((len(tracks), len(dets)), _INFEASIBLE)
         for i, tr in enumerate(tracks):
+            cls = tr.cls
+            # Where it should be by its velocity, and where it was last seen: a person who turns
+            # or stops is far from the prediction but still next to the last box.
             pred = tr.predicted(t)
-            diag = math.hypot(pred[2] - pred[0], pred[3] - pred[1])
-            pc = ((pred[0] + pred[2]) / 2, (pred[1] + pred[3]) / 2)
-            for j, det in enumerate(dets):
-                overlap = iou(pred, det.box)
-                if overlap >= self.config.min_iou and overlap > 0:
-                    c = 1.0 - overlap
-                else:
-                    dc = ((det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2)
-                    dist = math.hypot(dc[0] - pc[0], dc[1] - pc[1]) / max(diag, 1e-6)
-                    if dist > self.config.max_centre_dist:
-                        continue
-                    c = 1.0 + dist
-                if det.cls != tr.cls:
-                    c += _CLASS_PENALTY
-                cost[i, j] = c
-        rows, cols = linear_sum_assignment(cost)
-        return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] < 1e5]
+            refs = (pred, tr.box) if pred != tr.box else (pred,)
+            for ref in refs:
+                diag = max(math.hypot(ref[2] - ref[0], ref[3] - ref[1]), 1e-6)
+                rcx, rcy = (ref[0] + ref[2]) / 2, (ref[1] + ref[3]) / 2
+                for j, (box, dcx, dcy, dcls) in enumerate(found):
+                    overlap = iou(ref, box)
+                    if overlap >= min_iou and overlap > 0:
+                        c = 1.0 - overlap
+                    else:
+                        dist = math.hypot(dcx - rcx, dcy - rcy) / diag
+                        if dist > max_dist:
+                            continue
+                        c = 1.0 + dist
+                    if dcls != cls:
+                        c += _CLASS_PENALTY
+                    cost[i, j] = min(cost[i, j], c)
+        return assign(cost)
 
     def _hit(self, tr: Track, det: Detection, t: float) -> None:
         a = self.config.smoothing
         old_centre = ((tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2)
         pred = tr.predicted(t)
+        if iou(tr.box, det.box) > iou(pred, det.box):
+            # It turned or stopped: the prediction ran on without it. Start again from where it
+            # was last seen, with no velocity to carry on.
+            pred, tr.velocity = tr.box, (0.0, 0.0)
         tr.box = (
             pred[0] + a * (det.box[0] - pred[0]),
             pred[1] + a * (det.box[1] - pred[1]),

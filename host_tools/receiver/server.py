@@ -10,7 +10,6 @@ import logging
 import socket
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from firmware.errors import ConfigError, NetworkError, ProtocolError, StorageErr
 from firmware.uplink import protocol
 from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
+from host_tools.receiver.endpoint import Endpoint
 from host_tools.receiver.rejects import Rejects, UnparsableFilter
 from host_tools.receiver.store import AlarmRecord, CommandRecord, Ingested, ReceiverStore
 from host_tools.receiver.units import UnitKeys, close_all, unit_of
@@ -38,27 +38,6 @@ FILTERED_LOGGERS = ("coap-server", "asyncio")  # see rejects.UnparsableFilter
 # Called with each queue entry the receiver commits, and the message that did it (None when the
 # receiver itself raised it: a unit offline or back).
 AlarmHook = Callable[[AlarmRecord, protocol.Message | None], None]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A host and port to bind or reach."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, default_port: int) -> Endpoint:
-        """Parse ``host``, ``host:port`` or ``[v6]:port``."""
-        host, sep, port = text.rpartition(":")
-        if not sep or host.endswith(":"):
-            return cls(text.strip("[]"), default_port)
-        if not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"bad port in {text!r}")
-        return cls(host.strip("[]"), int(port))
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class RequireOscore(OscoreSiteWrapper):  # type: ignore[misc]

@@ -19,7 +19,7 @@ from firmware.config.site import (
 )
 from firmware.detect.base import Detection
 from firmware.detect.events import EventDeriver
-from firmware.detect.motion import MotionDetector
+from firmware.detect.motion import MotionDetector, _median, _percentiles
 from firmware.detect.tracker import Tracker
 from firmware.hal.base import ThermalFrame
 
@@ -192,3 +192,12 @@ def test_motion_detector_sees_a_walker_and_not_noise(raw: bool) -> None:
         (seen_walk if walker is not None else seen_quiet).append(bool(events))
     assert not any(seen_quiet[: int(30 * FPS)])
     assert sum(seen_walk) >= 0.8 * len(seen_walk)
+
+
+def test_motion_statistics_are_numpys() -> None:
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1200, 19200):
+        values = np.round(rng.normal(0.0, 5.0, n)).astype(np.float32)  # ties, as on raw counts
+        assert _median(values.copy()) == float(np.median(values))
+        expected = np.percentile(values, [1, 99])
+        assert _percentiles(values.copy(), 1, 99) == pytest.approx(tuple(expected), rel=1e-6)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firmware.config.site import FireDetection
-from firmware.detect.fire import GAP_S, FireDetector
+from firmware.detect.fire import GAP_S, FireDetector, raw_threshold
 from firmware.hal.base import ThermalFrame
 from sim.scenario import load_scenario
 from sim.sensors import Lepton35
@@ -200,3 +200,54 @@ def test_a_simulated_car_with_a_hot_engine_is_no_fire(threshold_c: float) -> Non
     spec.fires = []
     spec.cars[2].engine_c = 120.0
     assert run_world(spec, 30.0, FireDetection(threshold_c=threshold_c)) == []
+
+
+@pytest.mark.parametrize("threshold_c", [40.0, 100.0, 100.004, 382.0, 1000.0])
+def test_the_raw_threshold_is_the_temperature_threshold(threshold_c: float) -> None:
+    values = np.arange(65536, dtype=np.uint16)
+    temps = ThermalFrame(0, 0.0, values, True).celsius()
+    assert np.array_equal(values >= raw_threshold(threshold_c), temps >= threshold_c)
+
+
+def test_the_background_catches_up_while_nothing_is_hot() -> None:
+    """Stepped every BACKGROUND_EVERY_S with nothing hot in view, it stays the running average."""
+    det = FireDetector(FireDetection(background_tau_s=10.0))
+    for i in range(9 * 20):  # 20 s of a place warming from 5 C to 45 C
+        det.process(frame(i, [(40, 40, 59, 59, 5.0 + 2.0 * i / 9)]))
+    assert det._background is not None
+    # A first-order lag of 10 s behind a 2 K/s ramp: 20 K behind, less the start-up transient.
+    expected = 45.0 - 2.0 * 10.0 * (1.0 - np.exp(-2.0))
+    assert float(det._background[50, 50]) == pytest.approx(expected, abs=0.3)
+    assert float(det._background[0, 0]) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_a_hot_hood_driving_in_from_the_edge_and_across_is_never_a_fire() -> None:
+    """It appears at the edge, grows while it enters and then travels: a car, not a fire."""
+    det = FireDetector(CONFIG)
+    confirmed = []
+    for i in range(120):  # 13 s at 9 fps, 1.5 px per frame from the right edge
+        right = 159 - max(0, int(1.5 * i) - 25)
+        left = max(159 - int(1.5 * i), 0)
+        confirmed += det.process(frame(i, [(left, 60, min(right, 159), 75, 160.0)]))
+    assert confirmed == []
+
+
+def test_a_fire_at_the_edge_that_keeps_growing_is_confirmed_after_the_entry_time() -> None:
+    det = FireDetector(CONFIG)
+    first = None
+    for i in range(90):  # grows from the left edge, 1 px every 2 frames
+        found = det.process(frame(i, [(0, 60, 3 + i // 2, 75, 150.0)]))
+        if found and first is None:
+            first = i / 9
+    assert first is not None and 3.0 <= first <= 6.0
+
+
+def test_a_flickering_fire_away_from_the_edge_is_not_taken_for_a_car() -> None:
+    det = FireDetector(CONFIG)
+    rng = np.random.default_rng(1)
+    confirmed = False
+    for i in range(30):
+        jitter = int(rng.integers(-2, 3))
+        spot = (60 + jitter, 50 + int(rng.integers(-3, 1)), 70 + jitter, 65, 300.0)
+        confirmed |= bool(det.process(frame(i, [spot])))
+    assert confirmed

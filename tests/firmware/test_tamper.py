@@ -7,9 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from firmware.config.site import SensorWatchConfig, TamperDetection
-from firmware.detect.tamper import SensorWatch, TamperDetector
+from firmware.detect.tamper import (
+    EVAL_EVERY_S,
+    MAX_C,
+    MIN_C,
+    SensorWatch,
+    TamperDetector,
+    _laplace_var,
+    _percentiles,
+)
 from firmware.hal.base import ThermalFrame
 from sim.camera_faults import CameraFault, FaultPlayer
 from sim.scenario import load_scenario
@@ -135,3 +144,41 @@ def test_values_no_scene_gives_are_out_of_range() -> None:
     assert watch.on_frame(ThermalFrame(2, 0.1, stuck, False)) == "out_of_range"
     [frame] = list(frames("mlx90640", 0.1))
     assert watch.on_frame(frame) is None
+
+
+def test_the_fast_measures_are_numpys() -> None:
+    rng = np.random.default_rng(7)
+    for shape, lo, span in [((120, 160), 27000, 3000), ((24, 32), 0, 16383), ((7, 9), 100, 0)]:
+        data = rng.integers(lo, lo + span + 1, shape).astype(np.uint16)
+        data[: shape[0] // 3] = data.max()  # a plateau: many equal values
+        for q in ((2, 98), (1, 99)):
+            expected = np.percentile(data.astype(np.float64), q)
+            assert _percentiles(data, *q) == pytest.approx(tuple(expected), rel=1e-12)
+        img = np.clip(data, lo + 0.25 * span, lo + 0.75 * span, dtype=np.float64)
+        assert _laplace_var(img) == pytest.approx(float(ndimage.laplace(img).var()), rel=1e-12)
+
+
+def test_out_of_range_is_counted_on_raw_values_as_on_temperatures() -> None:
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    temps = ThermalFrame(0, 0.0, values, True).celsius()
+    watch = SensorWatch(SensorWatchConfig(out_of_range_frac=1.0))
+    for rows in (slice(0, 256), slice(80, 90), slice(200, 256), slice(83, 84)):
+        frame = ThermalFrame(0, 0.0, values[rows].copy(), True)
+        expected = float(np.mean((temps[rows] < MIN_C) | (temps[rows] > MAX_C)))
+        assert watch._out_of_range(frame) == expected
+    raw = np.array([[0, 1, 9000, 16382, 16383, 20000]], dtype=np.uint16)
+    assert watch._out_of_range(ThermalFrame(0, 0.0, raw, False)) == 3 / 6
+
+
+def test_measures_are_taken_a_few_times_a_second_not_every_frame() -> None:
+    det = TamperDetector(TamperDetection())
+    measured_at = []
+    for frame in frames("lepton35", 12.0):  # 9 fps; the reference is learnt over the first 5 s
+        scores = det.scores
+        det.process(frame)
+        if det.scores is not scores:  # each measurement gives a new set of scores
+            measured_at.append(frame.t)
+    gaps = np.diff(measured_at)
+    assert len(measured_at) >= 6.0 / (EVAL_EVERY_S + 1 / 9)
+    assert gaps.min() >= EVAL_EVERY_S - 1e-6  # not on every frame
+    assert gaps.max() <= EVAL_EVERY_S + 1 / 9 + 1e-6  # but on the first frame after the period

@@ -116,3 +116,32 @@ def test_history_records_bottom_centres_with_times() -> None:
     assert tr.history[-1][0] == pytest.approx(29 / FPS)
     assert tr.history[0][0] >= 29 / FPS - 1.0
     assert tr.displacement_since(29 / FPS - 0.5) == pytest.approx(4.5, abs=1.5)
+
+
+def test_a_person_detected_in_two_halves_for_a_frame_keeps_their_track() -> None:
+    tracker = Tracker(TrackerConfig(confirm_hits=3))
+    ids = set()
+    for i in range(40):
+        u = 40 + 0.5 * i
+        if i == 20:  # the model splits them: upper body and legs, as two boxes
+            dets = [
+                Detection("person", 0.5, (u - 3, 58, u + 2, 75)),
+                Detection("person", 0.5, (u - 3, 65, u + 3, 80)),
+            ]
+        elif 20 < i < 25:  # then sees a shorter box, more like the legs' one
+            dets = [Detection("person", 0.7, (u - 3, 65, u + 3, 81))]
+        else:
+            dets = [person(u, 82, 24)]
+        ids |= {tr.track_id for tr in tracker.update(i / FPS, dets)}
+    assert len(ids) == 1
+
+
+def test_a_walker_who_turns_back_keeps_their_track() -> None:
+    tracker = Tracker(TrackerConfig(confirm_hits=3))
+    ids = set()
+    path = [60 + 4 * i for i in range(15)] + [116 - 4 * i for i in range(15)]
+    for i, u in enumerate(path):
+        # Unseen for four frames while turning: the prediction runs on without them.
+        dets = [] if i in (13, 14, 15, 16) else [person(u, 80, 12)]
+        ids |= {tr.track_id for tr in tracker.update(i / FPS, dets)}
+    assert len(ids) == 1

@@ -221,7 +221,8 @@ async def test_operator_command_result_is_shown_live(browser: Browser, tmp_path:
     from firmware.clock import SimClock
     from firmware.config.site import ReceiverEndpoint, UplinkConfig
     from host_tools.provision.oscore import provision_oscore
-    from host_tools.receiver.server import Endpoint, Receiver
+    from host_tools.receiver.endpoint import Endpoint
+    from host_tools.receiver.server import Receiver
     from polewatch.netutil import free_port
     from sim.fleet import LightUnit
 

@@ -19,7 +19,8 @@ from firmware.uplink.client import UplinkClient, UplinkError
 from firmware.uplink.security import write_context
 from host_tools.provision.oscore import provision_oscore
 from host_tools.receiver import rejects as R
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.link import UdpRelay
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from host_tools.provision.oscore import provision_oscore
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.link import UdpRelay
 

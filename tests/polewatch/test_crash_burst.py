@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from host_tools.provision.oscore import provision_oscore
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.demo import play
 from polewatch.netutil import free_port
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.demo import play
 from polewatch.netutil import free_port
 from sim.scenario import load_scenario, resolve

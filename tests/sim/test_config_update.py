@@ -12,7 +12,8 @@ import pytest
 from firmware.config.load import load_board
 from firmware.config.updates import STORED, effective_site
 from firmware.errors import ConfigError
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.runner import build_sim_unit
 from sim.scenario import resolve

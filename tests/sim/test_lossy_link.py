@@ -12,7 +12,8 @@ from pathlib import Path
 
 from firmware.clock import SimClock
 from firmware.config.site import ReceiverEndpoint, UplinkConfig
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.fleet import LightUnit
 from sim.link import Impairment, UdpRelay

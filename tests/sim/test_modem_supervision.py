@@ -29,7 +29,8 @@ from firmware.uplink.heartbeat import UnitStatus
 from firmware.uplink.modem import LinkState, ModemSupervisor
 from firmware.uplink.stack import Uplink
 from host_tools.provision.oscore import provision_oscore
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.modem import Fault, SimulatedModem
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from firmware.hal.sim import SimOutput
 from firmware.uplink import protocol
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.runner import build_sim_unit
 from sim.scenario import resolve

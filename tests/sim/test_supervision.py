@@ -15,7 +15,8 @@ from firmware.config.site import ReceiverEndpoint, UplinkConfig
 from firmware.uplink import protocol
 from firmware.uplink.heartbeat import heartbeat_interval
 from host_tools.provision.oscore import provision_oscore
-from host_tools.receiver.server import Endpoint, Receiver
+from host_tools.receiver.endpoint import Endpoint
+from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.fleet import LightUnit
 from sim.link import UdpRelay
