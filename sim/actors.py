@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 logger = logging.getLogger(__name__)
 
 Posture = Literal["standing", "sitting", "lying"]
-Species = Literal["cat", "dog"]
+Species = Literal["cat", "dog", "fox", "hedgehog"]
 TruthClass = Literal["person", "vehicle", "animal"]
 Waypoint = tuple[float, float, float]  # t_s, x_m, y_m
 
@@ -81,7 +81,7 @@ class Group(_Spec):
 
 
 class Animal(_Spec):
-    """A cat or a dog following a path."""
+    """A cat, dog, fox or hedgehog following a path."""
 
     name: str = Field(min_length=1, max_length=64)
     species: Species
@@ -262,6 +262,24 @@ _DOG = np.array(
         [-0.36, 0.0, 0.45, 0.08, 0.03, 0.03, _LIMB],
     ]
 )
+_FOX = np.array(
+    [
+        [0.0, 0.0, 0.36, 0.30, 0.10, 0.11, _BODY],
+        [0.36, 0.0, 0.44, 0.09, 0.06, 0.07, _FACE],
+        [0.18, 0.0, 0.15, 0.04, 0.07, 0.15, _LIMB],
+        [-0.18, 0.0, 0.15, 0.04, 0.07, 0.15, _LIMB],
+        [-0.50, 0.0, 0.30, 0.20, 0.07, 0.07, _LIMB],  # brush
+    ]
+)
+_HEDGEHOG = np.array(  # a low dome of spines, the face warmer than the insulating spines
+    [
+        [0.0, 0.0, 0.08, 0.13, 0.09, 0.08, _BODY],
+        [0.14, 0.0, 0.04, 0.05, 0.035, 0.035, _FACE],
+    ]
+)
+_ANIMALS = {"cat": _CAT, "dog": _DOG, "fox": _FOX, "hedgehog": _HEDGEHOG}
+# The distance over which the legs swing once, metres.
+_ANIMAL_STRIDE_M = {"cat": 0.5, "dog": 0.9, "fox": 0.7, "hedgehog": 0.15}
 _SHAPES = {"standing": _STANDING, "sitting": _SITTING, "lying": _LYING}
 
 
@@ -305,13 +323,12 @@ def animal_body(animal: Animal, t: float) -> Body | None:
     if not present(animal.appear_at_s, animal.leave_at_s, t):
         return None
     state = path_at(animal.path, t)
-    shape = _CAT if animal.species == "cat" else _DOG
+    shape = _ANIMALS[animal.species]
     parts = shape[:, :6].copy()
-    if state.speed_m_s > 0:  # trotting legs
-        swing = math.sin(
-            2.0 * math.pi * state.travelled_m / (0.5 if animal.species == "cat" else 0.9)
-        )
-        parts[2 if animal.species == "cat" else 3, 0] += 0.04 * swing
+    legs = np.flatnonzero(shape[:, 6] == _LIMB)
+    if state.speed_m_s > 0 and legs.size:  # trotting legs
+        swing = math.sin(2.0 * math.pi * state.travelled_m / _ANIMAL_STRIDE_M[animal.species])
+        parts[legs[0], 0] += 0.04 * swing
     roles = np.array([animal.body_c, animal.body_c + 2.0, animal.body_c - 2.0])
     heading = state.heading_deg if state.heading_deg is not None else animal.heading_deg
     return Body(state.x_m, state.y_m, heading, parts, roles[shape[:, 6].astype(int)])

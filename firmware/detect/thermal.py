@@ -36,7 +36,7 @@ CLASSES: tuple[str, ...] = ("person", "vehicle", "animal")
 INPUT_HW = (120, 160)  # model input rows, columns
 STRIDE = 4  # model input pixels per output cell
 DEFAULT_MODEL = (
-    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v1.tflite"
+    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v2.tflite"
 )
 
 # Normalisation: (data - median) / max(p90 - p10, floor), clipped to [CLIP_LO, CLIP_HI].
@@ -128,25 +128,57 @@ def split_outputs(outputs: list[F32], path: Path | str = "model") -> Heads:
     return Heads(by_channels[len(CLASSES)], by_channels[4], by_channels[1])
 
 
-def _nms(boxes: F32, scores: F32, iou: float, limit: int) -> npt.NDArray[np.intp]:
+def _nms(boxes: F32, scores: F32, iou: float, limit: int) -> list[int]:
     """Indices kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores, kind="stable")
+    order: list[int] = np.argsort(-scores, kind="stable").tolist()
     if iou >= 1.0:
         return order[:limit]
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    # Every pair's overlap at once (the same float32 arithmetic as pair by pair), then the greedy
+    # pass in plain Python: there are a few dozen peaks at most.
+    size = boxes[:, 2:] - boxes[:, :2]
+    areas = size[:, 0] * size[:, 1]
+    lo = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    hi = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    overlap = np.maximum(hi - lo, 0)
+    inter = overlap[..., 0] * overlap[..., 1]
+    union = areas[:, None] + areas[None, :] - inter
+    apart: list[list[bool]] = (inter <= iou * np.maximum(union, 1e-9)).tolist()
     keep: list[int] = []
-    while order.size and len(keep) < limit:
-        i = int(order[0])
+    while order and len(keep) < limit:
+        i = order[0]
         keep.append(i)
-        rest = order[1:]
-        ix0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        iy0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        ix1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        iy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.maximum(ix1 - ix0, 0) * np.maximum(iy1 - iy0, 0)
-        union = areas[i] + areas[rest] - inter
-        order = rest[inter <= iou * np.maximum(union, 1e-9)]
-    return np.asarray(keep, dtype=np.intp)
+        row = apart[i]
+        order = [j for j in order[1:] if row[j]]
+    return keep
+
+
+def _peaks(heat: F32, score_threshold: float) -> tuple[npt.NDArray[np.intp], ...]:
+    """Row, column and class of the cells at or above the threshold that are a local maximum of
+    their class's heatmap in a 3x3 window (cells outside the map count as -1), in C order."""
+    rows, cols, classes = heat.shape
+    ys, xs, cs = np.nonzero(heat >= score_threshold)
+    if ys.size == 0:
+        return ys, xs, cs
+    padded = np.full((rows + 2, cols + 2, classes), -1.0, dtype=heat.dtype)
+    padded[1:-1, 1:-1] = heat
+    row_step, col_step, offsets = _neighbours(cols, classes)
+    centre = (ys + 1) * row_step + (xs + 1) * col_step + cs
+    flat = padded.ravel()
+    peak = flat[centre] >= flat[centre[:, None] + offsets].max(axis=1)
+    return ys[peak], xs[peak], cs[peak]
+
+
+@lru_cache(maxsize=8)
+def _neighbours(cols: int, classes: int) -> tuple[int, int, npt.NDArray[np.intp]]:
+    """Row and column strides of a padded (rows + 2, cols + 2, classes) map, and the offsets of
+    a cell's 8 neighbours in it, flattened."""
+    row_step, col_step = (cols + 2) * classes, classes
+    offsets = np.array(
+        [dy * row_step + dx * col_step for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx],
+        dtype=np.intp,
+    )
+    offsets.setflags(write=False)
+    return row_step, col_step, offsets
 
 
 def decode(
@@ -159,51 +191,39 @@ def decode(
     """Detections in a frame of frame_hw (rows, cols) pixels from the model's heads."""
     heat = heads.heat
     rows, cols, _ = heat.shape
-    ys, xs, cs = np.nonzero(heat >= score_threshold)
+    ys, xs, cs = _peaks(heat, score_threshold)
     if ys.size == 0:
         return []
-    # A peak is a local maximum of its class's heatmap in a 3x3 window.
-    padded = np.pad(heat, ((1, 1), (1, 1), (0, 0)), constant_values=-1.0)
     scores = heat[ys, xs, cs]
-    peak = np.ones(ys.size, dtype=bool)
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            if dy != 1 or dx != 1:
-                peak &= scores >= padded[ys + dy, xs + dx, cs]
-    ys, xs, cs, scores = ys[peak], xs[peak], cs[peak], scores[peak]
     reg = heads.reg[ys, xs]
-    cx = (xs + reg[:, 0]) * STRIDE
-    cy = (ys + reg[:, 1]) * STRIDE
-    half_w = np.exp(reg[:, 2]) * (STRIDE / 2.0)
-    half_h = np.exp(reg[:, 3]) * (STRIDE / 2.0)
-    sx = frame_hw[1] / (cols * STRIDE)
-    sy = frame_hw[0] / (rows * STRIDE)
-    boxes = np.stack(
+    # x and y side by side: centre in model input pixels, half size, frame pixels per input pixel.
+    centre = (np.stack([xs, ys], axis=1) + reg[:, :2]) * STRIDE
+    half = np.exp(reg[:, 2:]) * (STRIDE / 2.0)
+    scale = np.array([frame_hw[1] / (cols * STRIDE), frame_hw[0] / (rows * STRIDE)])
+    limit = np.array([frame_hw[1], frame_hw[0]], dtype=np.float64)
+    boxes = np.concatenate(
         [
-            np.clip((cx - half_w) * sx, 0, frame_hw[1]),
-            np.clip((cy - half_h) * sy, 0, frame_hw[0]),
-            np.clip((cx + half_w) * sx, 0, frame_hw[1]),
-            np.clip((cy + half_h) * sy, 0, frame_hw[0]),
+            np.minimum(np.maximum((centre - half) * scale, 0), limit),
+            np.minimum(np.maximum((centre + half) * scale, 0), limit),
         ],
         axis=1,
     ).astype(np.float32)
     keep = _nms(boxes, scores.astype(np.float32), nms_iou, max_detections)
-    lying = heads.lying[ys, xs, 0]
+    box_list: list[list[float]] = boxes.tolist()
+    score_list: list[float] = scores.tolist()
+    lying: list[float] = heads.lying[ys, xs, 0].tolist()
+    classes: list[int] = cs.tolist()
     found: list[Detection] = []
     for i in keep:
-        cls = CLASSES[int(cs[i])]
+        cls = CLASSES[classes[i]]
+        x0, y0, x1, y1 = box_list[i]
         found.append(
             Detection(
                 cls=cls,
-                score=float(scores[i]),
-                box=(
-                    float(boxes[i, 0]),
-                    float(boxes[i, 1]),
-                    float(boxes[i, 2]),
-                    float(boxes[i, 3]),
-                ),
+                score=score_list[i],
+                box=(x0, y0, x1, y1),
                 sensor="thermal",
-                lying=float(lying[i]) if cls == "person" else None,
+                lying=lying[i] if cls == "person" else None,
             )
         )
     return found

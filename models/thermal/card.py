@@ -42,7 +42,7 @@ def write_card(result: dict[str, Any], path: Path) -> None:
     timing = result.get("timing", {})
     objects = info.get("objects", {})
     lines = [
-        "# polewatch thermal detector v1 (`polewatch_thermal_v1.tflite`)",
+        "# polewatch thermal detector v2 (`polewatch_thermal_v2.tflite`)",
         "",
         "Finds persons, vehicles and animals in thermal frames of a pole-mounted camera, and says",
         "whether a person is lying down. Fully int8 (input, weights, activations, outputs);",
@@ -95,7 +95,8 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "All simulated (`sim/`): random seeded parking-lot worlds, camera 4-8 m high pitched down",
         "15-40 deg at any yaw; ambient -10..25 deg C, clear to cloudy sky; 0-8 persons (standing,",
         "sitting, lying, walking; some children; clothing from ambient+3 to ambient+15 deg C),",
-        "sometimes a gathering group of 2-7, 0-3 cats or dogs, 0-6 cars (a third with a warm",
+        "sometimes a gathering group of 2-7, 0-3 animals (cats, dogs, foxes, hedgehogs), 0-6 cars",
+        "(a third with a warm",
         "engine), occasionally a car fire (not a class: it must be called nothing). Each world",
         f"is rendered at {dataset.FRAMES_PER_WORLD} instants and captured by the sensor models:",
         f"training and validation frames from {info.get('train_sensors', '?')}, test frames from",
@@ -114,7 +115,10 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "## Training",
         "",
         "TensorFlow/Keras (the `train` extra), CPU, deterministic ops, fixed seed; Adam, cosine",
-        "decay from 2e-3, batch 32, random left-right flips; losses: CenterNet focal loss on the",
+        "decay from 2e-3, batch 32, random left-right flips; half of each batch gets a random",
+        "smooth ground texture (blobs and thin streaks, up to 0.6 of the normalised spread) and",
+        "pixel noise, which the simulator's clean surfaces lack and real grass or patched asphalt",
+        "has; width multiplier 1.5 over the first version; losses: CenterNet focal loss on the",
         "heatmap, L1 on the box at centre cells (weight 2), binary cross-entropy on lying at",
         "person centres (weight 0.5).",
         f"{info.get('epochs', '?')} epochs, {info.get('train_seconds', 0):.0f} s of training.",
@@ -125,6 +129,7 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "",
         "- Trained and tested on simulated frames only: the simulator's bodies, cars and noise are",
         "  simple; expect lower figures on real cameras until checked against recorded clips.",
+        "  The one real clip in the tests (a hedgehog on a lawn, Lepton 3) must give no person.",
         "- Small objects: persons under about 10 pixels tall (far away, or on the 32x24",
         "  MLX90640) are found less reliably; the MLX90640's figures cover only objects at least",
         f"  {dataset.MIN_BOX_PX:g} of its pixels tall.",

@@ -2,9 +2,10 @@
 
 Every world is drawn from its own seed (split, index): a camera pose (4-8 m high, pitched down
 15-40 deg, any yaw), an ambient of -10..25 deg C with a clear or cloudy sky, 0-8 persons standing,
-sitting, lying or walking, sometimes a group gathering, 0-3 cats or dogs, 0-6 cars (some with a
-warm engine), now and then a car fire. The scene is rendered at a few instants and captured by
-each sensor (Lepton 3.5, Lepton 3, MLX90640) with the sensor's own noise.
+sitting, lying or walking, sometimes a group gathering, 0-3 animals (cats, dogs, foxes,
+hedgehogs), 0-6 cars (some with a warm engine), now and then a car fire. The scene is rendered at
+a few instants and captured by each sensor (Lepton 3.5, Lepton 3, MLX90640) with the sensor's
+own noise.
 
 Labels come from the world's ground truth (``ParkingLotWorld.truth``). An object is *ignored*
 (left out of training loss and of evaluation, like VOC's "difficult") when less than
@@ -34,7 +35,7 @@ from sim.sensors import sensor_for
 logger = logging.getLogger(__name__)
 
 U16 = npt.NDArray[np.uint16]
-VERSION = 1  # bump when generation changes, so stale caches are not reused
+VERSION = 2  # bump when generation changes, so stale caches are not reused
 SCENE_HW = (120, 160)  # the world is rendered at this size; each sensor resamples it
 SENSORS: dict[str, tuple[int, int]] = {  # name: (rows, cols) of its frames
     "lepton35": (120, 160),
@@ -47,6 +48,8 @@ FRAMES_PER_WORLD = 3
 MAX_RANGE_M = 40.0
 DAY_SHARE = 0.25  # worlds in sunlight
 RAIN_SHARE = 0.15  # worlds in rain
+SPECIES = ("cat", "dog", "fox", "hedgehog")
+SPECIES_SHARE = (0.35, 0.3, 0.15, 0.2)
 _SPLIT_TAGS = {"train": 1, "val": 2, "test": 3}
 
 
@@ -178,19 +181,19 @@ def random_spec(rng: np.random.Generator) -> world.WorldSpec:
             )
         )
     animals = []
-    for i in range(int(rng.choice(4, p=[0.45, 0.35, 0.15, 0.05]))):
+    for i in range(int(rng.choice(4, p=[0.35, 0.35, 0.2, 0.1]))):
         x, y = point()
         h = rng.uniform(0, 2 * math.pi)
         speed = float(rng.uniform(0.0, 1.5))
         animals.append(
             actors.Animal(
                 name=f"a{i}",
-                species=str(rng.choice(["cat", "dog"])),
+                species=str(rng.choice(SPECIES, p=SPECIES_SHARE)),
                 path=[
                     (0.0, x, y),
                     (40.0, x + 40 * speed * math.sin(h), y + 40 * speed * math.cos(h)),
                 ],
-                body_c=float(rng.uniform(22.0, 34.0)),
+                body_c=float(rng.uniform(16.0, 34.0)),
             )
         )
     sun = None

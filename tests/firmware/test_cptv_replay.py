@@ -153,3 +153,30 @@ def test_clip_path_is_relative_to_the_board_config(tmp_path: Path) -> None:
     data = config("clips/x.cptv").model_dump()
     cfg = validate_model(ThermalCptv, data, tmp_path / "board.toml")
     assert Path(cfg.path) == tmp_path / "clips" / "x.cptv"
+
+
+@needs_clip
+@pytest.mark.xfail(
+    strict=True, reason="the thermal model takes the clip's hedgehog for a person (issue 4)"
+)
+def test_the_real_clip_through_the_thermal_pipeline_raises_no_person_and_no_fire() -> None:
+    """Acceptance: a hedgehog at night (raw Lepton 3 counts) is neither a person nor a fire."""
+    from firmware.config.load import load_site
+    from firmware.detect.pipeline import ThermalPipeline
+
+    site = load_site(Path(__file__).resolve().parents[2] / "sim" / "sites" / "people_lot.toml")
+    asked = {rule.event for rule in site.rules}
+    assert {"person", "person_down", "gathering", "loitering", "fire"} <= asked
+    camera = open_camera(config(loop=False))
+    pipeline = ThermalPipeline(site, camera.width, camera.height, camera.radiometric)
+    assert pipeline.detector is not None  # the person rules make the object model run
+    kinds: set[str] = set()
+    classes: set[str] = set()
+    for _ in range(CLIP_FRAMES):
+        result = pipeline.process(camera.read())
+        kinds |= {e.kind for e in result.events}
+        classes |= {d.cls for d in result.detections}
+        assert result.sensor_fault is None and result.tamper is None
+    camera.close()
+    assert "person" not in classes
+    assert not kinds & {"person", "person_down", "gathering", "loitering", "fire"}

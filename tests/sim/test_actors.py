@@ -122,13 +122,17 @@ def test_animals_have_their_sizes() -> None:
         animals=[
             {"name": "cat", "species": "cat", "path": [[0.0, -1.5, 8.0]], "heading_deg": 90},
             {"name": "dog", "species": "dog", "path": [[0.0, 1.5, 8.0]], "heading_deg": 90},
+            {"name": "fox", "species": "fox", "path": [[0.0, 4.0, 8.0]], "heading_deg": 90},
+            {"name": "hog", "species": "hedgehog", "path": [[0.0, -4.0, 8.0]], "heading_deg": 90},
         ]
     )
     truths = w.truth(0.0)
-    cat, dog = one(truths, "cat"), one(truths, "dog")
-    assert cat.cls == dog.cls == "animal" and cat.posture is None
+    cat, dog, fox, hog = (one(truths, n) for n in ("cat", "dog", "fox", "hog"))
+    assert {t.cls for t in (cat, dog, fox, hog)} == {"animal"} and cat.posture is None
     assert size_px(dog)[0] > 1.5 * size_px(cat)[0]
     assert size_px(dog)[0] > size_px(dog)[1]  # seen from the side: longer than high
+    assert size_px(fox)[0] > 1.5 * size_px(cat)[0] and size_px(fox)[1] < size_px(dog)[1]
+    assert size_px(hog)[0] < size_px(cat)[0] and size_px(hog)[1] < size_px(cat)[1]
 
 
 def test_truth_and_scene_are_deterministic() -> None:
