@@ -16,13 +16,12 @@ from typing import Any, TypeVar
 
 from firmware.errors import ActuatorFault, HardwareError
 from firmware.hal.base import Output
-from firmware.hal.registry import HalContext, register
+from firmware.hal.registry import HalContext, acquire_shared, register, release_shared
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_BUSES_KEY = "modbus_buses"  # where a unit's open buses live in its HalContext
-_buses_lock = threading.Lock()
+_BUS_KEY_PREFIX = "modbus_bus:"  # a unit's open bus NAME lives at this key + NAME in its context
 
 
 class ModbusBus:
@@ -115,23 +114,21 @@ class _Refused(Exception):
     """A request the module answered wrongly, or could not be sent (retried, then a fault)."""
 
 
+def _bus_key(name: str) -> str:
+    return f"{_BUS_KEY_PREFIX}{name}"
+
+
 def _acquire_bus(ctx: HalContext, name: str, config: Any) -> ModbusBus:
-    with _buses_lock:
-        buses: dict[str, ModbusBus] = ctx.extras.setdefault(_BUSES_KEY, {})
-        bus = buses.get(name)
-        if bus is None:
-            bus = buses[name] = ModbusBus(name, config)
-            logger.info("modbus bus %s: %s, device %d", name, bus.where, bus.device_id)
-        bus.users += 1
+    def start() -> ModbusBus:
+        bus = ModbusBus(name, config)
+        logger.info("modbus bus %s: %s, device %d", name, bus.where, bus.device_id)
         return bus
+
+    return acquire_shared(ctx, _bus_key(name), start)
 
 
 def _release_bus(ctx: HalContext, bus: ModbusBus) -> None:
-    with _buses_lock:
-        bus.users -= 1
-        if bus.users == 0:
-            ctx.extras.get(_BUSES_KEY, {}).pop(bus.name, None)
-            bus.close()
+    release_shared(ctx, _bus_key(bus.name), bus)
 
 
 @register("output", "modbus")

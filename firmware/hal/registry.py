@@ -7,9 +7,10 @@ and gets whichever backend ``cfg.backend`` names. Backends register themselves o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,42 @@ class HalContext:
     sim_start: float = 0.0
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+class SharedDevice(Protocol):
+    """A device several backends of one unit use together (a serial link, a Modbus bus)."""
+
+    users: int
+
+    def close(self) -> None: ...
+
+
+D = TypeVar("D", bound=SharedDevice)
+_shared_lock = threading.Lock()
+
+
+def acquire_shared(ctx: HalContext, key: str, open_device: Callable[[], D]) -> D:
+    """The device kept under ``key`` in the unit's context, opened on first use.
+
+    Each acquire is paired with one :func:`release_shared`; the last release closes it.
+    """
+    with _shared_lock:
+        device: D | None = ctx.extras.get(key)
+        if device is None:
+            device = open_device()
+            ctx.extras[key] = device
+        device.users += 1
+        return device
+
+
+def release_shared(ctx: HalContext, key: str, device: SharedDevice) -> None:
+    """Give back one use of a shared device; close it when nobody uses it any more."""
+    with _shared_lock:
+        device.users -= 1
+        if device.users == 0:
+            if ctx.extras.get(key) is device:
+                del ctx.extras[key]
+            device.close()
 
 
 Factory = Callable[[str, Any, HalContext], Any]

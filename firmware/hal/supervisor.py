@@ -21,14 +21,13 @@ from typing import Any
 from firmware.config.board import SupervisorConfig
 from firmware.errors import ActuatorFault, HardwareError
 from firmware.hal.base import Output
-from firmware.hal.registry import HalContext, register
+from firmware.hal.registry import HalContext, acquire_shared, register, release_shared
 from firmware.supervisor import framing
 from firmware.supervisor import messages as m
 
 logger = logging.getLogger(__name__)
 
 _LINK_KEY = "supervisor_link"  # where a unit's open link lives in its HalContext
-_links_lock = threading.Lock()
 DEFAULT_MAX_ON_S = 300  # what the firmware uses for a channel the unit does not configure
 
 
@@ -257,20 +256,19 @@ class SupervisorLink:
 
 def open_link(config: SupervisorConfig, ctx: HalContext) -> SupervisorLink:
     """The unit's supervisor link, opened (with heartbeats running) on first use."""
-    with _links_lock:
-        link: SupervisorLink | None = ctx.extras.get(_LINK_KEY)
-        if link is None:
-            link = SupervisorLink(config)
-            try:
-                link.send_config()
-                link.start_heartbeats()
-            except HardwareError:
-                link.close()
-                raise
-            ctx.extras[_LINK_KEY] = link
-            logger.info("supervisor link on %s at %d baud", config.port, config.baudrate)
-        link.users += 1
+
+    def start() -> SupervisorLink:
+        link = SupervisorLink(config)
+        try:
+            link.send_config()
+            link.start_heartbeats()
+        except HardwareError:
+            link.close()
+            raise
+        logger.info("supervisor link on %s at %d baud", config.port, config.baudrate)
         return link
+
+    return acquire_shared(ctx, _LINK_KEY, start)
 
 
 def link_for(ctx: HalContext) -> SupervisorLink | None:
@@ -280,11 +278,7 @@ def link_for(ctx: HalContext) -> SupervisorLink | None:
 
 
 def _release_link(ctx: HalContext, link: SupervisorLink) -> None:
-    with _links_lock:
-        link.users -= 1
-        if link.users == 0:
-            ctx.extras.pop(_LINK_KEY, None)
-            link.close()
+    release_shared(ctx, _LINK_KEY, link)
 
 
 @register("output", "supervisor")

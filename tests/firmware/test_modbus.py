@@ -202,7 +202,7 @@ def test_tcp_coil_writes_read_back_and_outputs_share_one_client(
         for out in outs.values():
             out.close()
     assert module.writes[-3:] == [(0, False), (1, False), (2, False)]  # closing switches off
-    assert "relays" not in ctx.extras.get("modbus_buses", {})
+    assert "modbus_bus:relays" not in ctx.extras
 
 
 def test_tcp_writes_from_many_threads_are_serialised(
