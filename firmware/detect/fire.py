@@ -149,9 +149,7 @@ class FireDetector:
         self._evidence: dict[int, _Evidence] = {}
         self._background: npt.NDArray[np.float32] | None = None
         self._last_t: float | None = None  # when the background was last brought up to date
-        self._size = 0  # pixels in a frame
-        self._hw: tuple[int, ...] = (0, 0)
-        self._now = 0.0
+        self._hw: tuple[int, ...] = (0, 0)  # rows, columns of the frames
         self._raw_threshold = raw_threshold(config.threshold_c)
 
     def process(self, frame: ThermalFrame) -> list[HotSpot]:
@@ -160,9 +158,7 @@ class FireDetector:
         if self._background is None or self._background.shape != frame.data.shape:
             temps = frame.celsius()
             self._background, self._last_t = temps.copy(), None
-        self._size = frame.data.size
         self._hw = frame.data.shape
-        self._now = frame.t
         previous, current = self._spots, []
         # temps >= threshold_c, tested on the raw values; most frames have no such pixel at all.
         if int(frame.data.max()) >= self._raw_threshold:
@@ -229,13 +225,13 @@ class FireDetector:
         alpha = np.float32(min(dt / self.config.background_tau_s, 1.0))
         self._background += alpha * (temps - self._background)
 
-    def _evidence_for(self, spot_id: int, box: Box, tmax: float, new: bool) -> _Evidence:
+    def _evidence_for(self, spot_id: int, box: Box, tmax: float, t: float, new: bool) -> _Evidence:
         ev = self._evidence.get(spot_id)
         if ev is None or new:
             assert self._background is not None
             u0, v0, u1, v1 = box
             before = float(self._background[v0 : v1 + 1, u0 : u1 + 1].max())
-            ev = _Evidence(box, tmax - before >= self.config.jump_k, self._now)
+            ev = _Evidence(box, tmax - before >= self.config.jump_k, t)
             self._evidence[spot_id] = ev
         return ev
 
@@ -274,7 +270,7 @@ class FireDetector:
             # Something hot driving into view looks like a spot that appears and grows; only
             # growth after ENTRY_S counts (by then a car is in and travelling).
             return growing and t - ev.first_t >= ENTRY_S
-        large = area > cfg.large_area_frac * self._size
+        large = area > cfg.large_area_frac * self._hw[0] * self._hw[1]
         far_above = tmax >= cfg.threshold_c + cfg.far_above_k and not large
         return ev.appeared or growing or far_above
 
@@ -288,11 +284,11 @@ class FireDetector:
         need = self.config.persistence_frames
         if match is None:
             spot_id = next(self._ids)
-            ev = self._evidence_for(spot_id, box, tmax, new=True)
+            ev = self._evidence_for(spot_id, box, tmax, frame.t, new=True)
             fire_like = self._fire_like(ev, box, area, tmax, frame.t)
             return HotSpot(spot_id, box, area, tmax, frame.t, 1, need <= 1 and fire_like, frame.t)
         seen = match.frames_seen + 1
-        ev = self._evidence_for(match.spot_id, box, tmax, new=False)
+        ev = self._evidence_for(match.spot_id, box, tmax, frame.t, new=False)
         fire_like = self._fire_like(ev, box, area, tmax, frame.t)
         spot = replace(
             match,
