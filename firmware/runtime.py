@@ -44,6 +44,7 @@ from firmware.uplink.stack import Uplink
 logger = logging.getLogger(__name__)
 
 CAMERA_RETRY_S = 1.0
+FRAME_WATCH_S = 1.0  # how often the thermal camera's between-frames watch looks
 RESTART_DRAIN_S = 10.0  # before a restart, time for queued messages (the command result) to go
 
 
@@ -305,6 +306,7 @@ class UnitRuntime:
                 asyncio.create_task(self._capture(self.devices.thermal, stop_at), name="capture")
             )
             tasks.append(asyncio.create_task(self._detect(), name="detect"))
+            tasks.append(asyncio.create_task(self._watch_frames(), name="frame-watch"))
         if self.devices.visible is not None and self.visible_pipeline is not None:
             tasks.append(
                 asyncio.create_task(
@@ -348,10 +350,12 @@ class UnitRuntime:
             try:
                 frame = await asyncio.to_thread(camera.read)
             except HardwareError as exc:
+                self._thermal_read_returned()
                 logger.error("thermal camera: %s; retrying in %g s", exc, CAMERA_RETRY_S)
                 self._camera_fault(protocol.FaultCode.CAMERA, "thermal", str(exc), "capture")
                 await self._retry_pause()
                 continue
+            self._thermal_read_returned()
             self._camera_fault(protocol.FaultCode.CAMERA, "thermal", None, "capture")
             await self.frames.put(frame)
         await self.frames.join()  # detection has finished the last frame
@@ -368,6 +372,24 @@ class UnitRuntime:
             self.engine.on_events(frame.t, result.events)
             self.frames_processed += 1
             self.frames.task_done()
+
+    def _thermal_read_returned(self) -> None:
+        # A read that fails is reported by the capture loop; the watch is for reads that hang.
+        if self.thermal_pipeline is not None:
+            self.thermal_pipeline.watch.on_read(self.clock.now())
+
+    async def _watch_frames(self) -> None:
+        """A camera whose read hangs (no frame, no error) is a sensor fault too."""
+        pipeline = self.thermal_pipeline
+        assert pipeline is not None
+        limit = pipeline.watch.config.no_frames_s
+        period = min(FRAME_WATCH_S, limit / 2)
+        while True:
+            await self.clock.sleep_until(self.clock.now() + period)
+            # Read while detection runs in its thread: one float of the last frame, no lock needed.
+            stalled = pipeline.watch.check(self.clock.now()) == "no_frames"
+            what = f"no frames for {limit:g} s" if stalled else None
+            self._camera_fault(protocol.FaultCode.CAMERA, "thermal", what, "watch")
 
     async def _capture_visible(self, camera: VisibleCamera, stop_at: float | None) -> None:
         while stop_at is None or self.clock.now() < stop_at:

@@ -9,7 +9,10 @@ before the sensor model sees it, so the sensor's own blur, noise and clipping st
 - ``turn``: the camera panned half a field of view and tilted up: a different part of the world;
 - ``defocus``: a strong Gaussian blur (``sigma_frac`` of the image width).
 
-``freeze`` repeats the last frame from before the fault; ``unplug`` gives no frames at all.
+``freeze`` repeats the last frame from before the fault; ``unplug`` gives no frames at all (each
+read fails); ``hang`` blocks the read without an error while time passes (a Lepton whose VoSPI
+stream lost sync), which only the unit's between-frames watch can see. A hang needs ``until_s``:
+the stuck read would otherwise hold the simulated unit for ever.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 U16 = npt.NDArray[np.uint16]
-FaultKind = Literal["cover", "blind", "turn", "defocus", "freeze", "unplug"]
+FaultKind = Literal["cover", "blind", "turn", "defocus", "freeze", "unplug", "hang"]
 OPTICAL: tuple[FaultKind, ...] = ("cover", "blind", "turn", "defocus")
 
 
@@ -46,6 +49,8 @@ class CameraFault(BaseModel):
     def _check(self) -> Self:
         if self.until_s is not None and self.until_s <= self.at_s:
             raise ValueError(f"until_s ({self.until_s}) must be after at_s ({self.at_s})")
+        if self.kind == "hang" and self.until_s is None:
+            raise ValueError("until_s: a hang fault needs an end")
         if self.temp_c is not None and self.kind not in ("cover", "blind"):
             raise ValueError(f"temp_c: only for cover and blind faults, not {self.kind}")
         if "sigma_frac" in self.model_fields_set and self.kind != "defocus":
@@ -103,6 +108,10 @@ class FaultPlayer:
     def unplugged(self, t: float) -> bool:
         """Whether the camera gives no frames at ``t``."""
         return any(f.kind == "unplug" and f.active(t) for f in self.faults)
+
+    def hung(self, t: float) -> bool:
+        """Whether a read at ``t`` blocks (no frame, no error)."""
+        return any(f.kind == "hang" and f.active(t) for f in self.faults)
 
     def scene(self, t: float, scene_c: F32) -> F32:
         """The scene through the active optical faults."""

@@ -269,6 +269,7 @@ class SensorWatch:
         self._last: ThermalFrame | None = None
         self._same_since: float | None = None
         self._started: float | None = None
+        self._read_at: float | None = None
 
     def on_frame(self, frame: ThermalFrame) -> SensorFault | None:
         """Take one frame; return a fault it shows (frozen, out_of_range), or None."""
@@ -293,11 +294,17 @@ class SensorWatch:
             return 0.0
         return float(np.count_nonzero((data < lo) | (data > hi))) / data.size
 
+    def on_read(self, t: float) -> None:
+        """The camera's read returned at ``t`` (a frame or an error): it is not hung."""
+        self._read_at = t
+
     def check(self, now: float) -> SensorFault | None:
         """Call periodically: "no_frames" when none has come for ``no_frames_s``."""
         if self._started is None:
             self._started = now
         last_t = self._last.t if self._last is not None else self._started
+        if self._read_at is not None:
+            last_t = max(last_t, self._read_at)
         if now - last_t >= self.config.no_frames_s:
             return "no_frames"
         return None

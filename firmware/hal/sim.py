@@ -56,6 +56,9 @@ class _FramePacer:
         return t
 
 
+HUNG_STEP_REAL_S = 0.005  # real time per frame period of a hung camera in fast simulated time
+
+
 @register("thermal", "sim")
 class SimThermalCamera(ThermalCamera):
     """Renders the simulated world through a sensor model (Lepton 3.5 and others)."""
@@ -86,6 +89,15 @@ class SimThermalCamera(ThermalCamera):
         """Render and capture the next frame."""
         t = self.pacer.next()
         rel = t - self.sim_start
+        if self.faults is not None and self.faults.hung(rel):
+            self.history.record(t, "fault", "hung")
+            while self.faults.hung(rel):  # time passes (the pacer moves it) and nothing comes
+                t = self.pacer.next()
+                rel = t - self.sim_start
+                if isinstance(self.pacer.clock, SimClock) and self.pacer.clock.fast:
+                    # Fast time would otherwise leap past the whole hang before the unit's
+                    # event loop, which watches for it, ran once.
+                    time.sleep(HUNG_STEP_REAL_S)
         if self.unplugged or (self.faults is not None and self.faults.unplugged(rel)):
             self.history.record(t, "fault", "unplugged")
             raise HardwareError("sim thermal camera: no frames (unplugged)")

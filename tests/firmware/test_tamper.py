@@ -182,3 +182,17 @@ def test_measures_are_taken_a_few_times_a_second_not_every_frame() -> None:
     assert len(measured_at) >= 6.0 / (EVAL_EVERY_S + 1 / 9)
     assert gaps.min() >= EVAL_EVERY_S - 1e-6  # not on every frame
     assert gaps.max() <= EVAL_EVERY_S + 1 / 9 + 1e-6  # but on the first frame after the period
+
+
+def test_a_read_that_fails_is_not_a_hang() -> None:
+    watch = SensorWatch(SensorWatchConfig(no_frames_s=5.0))
+    assert watch.check(100.0) is None
+    for t in range(101, 120):  # the read fails once a second: the capture loop reports that
+        watch.on_read(float(t))
+        assert watch.check(t + 0.5) is None
+    assert watch.check(124.0) == "no_frames"  # then it stops returning at all
+
+
+def test_a_hang_fault_needs_an_end() -> None:
+    with pytest.raises(ValueError, match="until_s: a hang fault needs an end"):
+        CameraFault(kind="hang", at_s=5.0)
