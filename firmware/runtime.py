@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from firmware.clock import SimClock
 from firmware.config.board import BoardConfig
-from firmware.config.site import SiteConfig
+from firmware.config.site import Profile, ProfileStep, SiteConfig
 from firmware.config.updates import check_and_store
 from firmware.detect.pipeline import ThermalPipeline, VisiblePipeline
 from firmware.detect.visible import VisibleDetector
+from firmware.diag.console import DiagConsole
+from firmware.diag.logring import LogRing
+from firmware.diag.stats import FrameStats
 from firmware.errors import ActuatorFault, ConfigError, HardwareError
 from firmware.frames import LatestQueue
 from firmware.hal import registry
@@ -33,7 +37,7 @@ from firmware.hal.base import (
     VisibleFrame,
 )
 from firmware.hal.registry import HalContext
-from firmware.rules.deterrence import Deterrence
+from firmware.rules.deterrence import Action, Deterrence
 from firmware.rules.engine import RuleEngine
 from firmware.uplink import protocol
 from firmware.uplink.client import UplinkError
@@ -109,8 +113,11 @@ class UnitRuntime:
         ctx: HalContext,
         data_dir: Path,
         security_dir: Path | None = None,
+        config_files: tuple[Path, Path] | None = None,
     ) -> None:
         self.board, self.site, self.ctx = board, site, ctx
+        # The board and provisioned site files, when known: the diag console re-checks them.
+        self.config_files = config_files
         self.clock = ctx.clock
         self.data_dir = data_dir
         visible_cfg = site.detection.visible
@@ -167,7 +174,21 @@ class UnitRuntime:
         # checks (frozen, out of range, tamper). Each clears only its own.
         self.camera_faults: dict[tuple[protocol.FaultCode, str], tuple[str, str]] = {}
         self.frames_processed = 0
+        self.visible_frames_processed = 0
         self._stop = asyncio.Event()
+        self.running = False
+        self.started_at: float | None = None  # time.monotonic() when run() began
+        # What the diagnostics console reads: each camera's latest frame and rate, recent logs.
+        self.camera_stats: dict[str, FrameStats[Any]] = {}
+        if board.thermal is not None and self.devices.thermal is not None:
+            self.camera_stats["thermal"] = FrameStats(board.thermal.fps)
+        if board.visible is not None and self.devices.visible is not None:
+            self.camera_stats["visible"] = FrameStats(board.visible.fps)
+        self.log_ring: LogRing | None = None
+        self.diag: DiagConsole | None = None
+        if board.diag is not None:
+            self.log_ring = LogRing()
+            self.diag = DiagConsole(board.diag, self)
 
     def _pipelines(self) -> tuple[ThermalPipeline | None, VisiblePipeline | None]:
         thermal_cfg, visible_cfg = self.board.thermal, self.site.detection.visible
@@ -274,14 +295,37 @@ class UnitRuntime:
         loop.call_soon_threadsafe(self._restart_soon)
         return protocol.CommandStatus.DONE, f"config v{version} stored; restarting to apply it"
 
-    def _restart_soon(self) -> None:
+    def request_restart(self, reason: str) -> None:
+        """Restart the unit's process soon (``polewatch unit`` exits 75); call from the loop."""
+        self.restart_requested = True
+        self._restart_soon(reason)
+
+    def _restart_soon(self, reason: str = "to apply the new site config") -> None:
         async def restart() -> None:
             await asyncio.sleep(0.5)  # the command's result is committed just after we return
             await self.uplink.drain(RESTART_DRAIN_S)
-            logger.warning("restarting to apply the new site config")
+            logger.warning("restarting %s", reason)
             self.request_stop()
 
         self._restart_task = asyncio.get_running_loop().create_task(restart())
+
+    def actuate(self, output: str, seconds: float, ref: str) -> Action:
+        """Switch one output on for ``seconds`` (a technician's test) within every limit.
+
+        It is an activation like an operator's: quiet hours, cool-down, duty cycle and an output
+        in use hold it back (the returned action says why), and it counts towards them after. A
+        time beyond the output's ``max_on_s`` is refused, not shortened: it was asked for.
+        """
+        if output not in self.devices.outputs:
+            known = ", ".join(sorted(self.devices.outputs)) or "none"
+            raise ConfigError(f"no output {output!r} on this board (have: {known})")
+        limits = self.site.deterrence.limits.get(output)
+        if limits is None:
+            return Action(output, 0, f"no [deterrence.limits.{output}] in the site config")
+        if seconds > limits.max_on_s:
+            return Action(output, 0, f"{seconds:g} s is over its max_on_s of {limits.max_on_s:g} s")
+        profile = Profile(steps=[ProfileStep(output=output, for_s=seconds)])
+        return self.deterrence.activate(f"test-{output}", profile, ref)[0]
 
     def request_stop(self) -> None:
         """Ask the runtime to stop (from a signal handler or another task)."""
@@ -297,8 +341,12 @@ class UnitRuntime:
             self.sender.client.uri,
         )
         self._loop = asyncio.get_running_loop()
+        self.started_at, self.running = time.monotonic(), True
         self.deterrence.start_failsafe()
         tasks = [asyncio.create_task(loop) for loop in self.uplink.loops()]
+        if self.diag is not None and self.log_ring is not None:
+            self.log_ring.attach()
+            tasks.append(asyncio.create_task(self.diag.run(), name="diag"))
         if self.modem is not None:
             tasks.append(asyncio.create_task(self.modem.run(), name="modem"))
         if self.devices.thermal is not None:
@@ -323,6 +371,7 @@ class UnitRuntime:
             if drain_timeout_s > 0:
                 await self.uplink.drain(drain_timeout_s)
         finally:
+            self.running = False
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
@@ -335,6 +384,8 @@ class UnitRuntime:
                 self.frames_processed,
                 self.frames.dropped,
             )
+            if self.log_ring is not None:
+                self.log_ring.detach()
 
     async def _retry_pause(self) -> None:
         """Wait before reading a failed camera again."""
@@ -357,6 +408,7 @@ class UnitRuntime:
                 continue
             self._thermal_read_returned()
             self._camera_fault(protocol.FaultCode.CAMERA, "thermal", None, "capture")
+            self.camera_stats["thermal"].note(frame)
             await self.frames.put(frame)
         await self.frames.join()  # detection has finished the last frame
         self._stop.set()
@@ -401,6 +453,7 @@ class UnitRuntime:
                 await self._retry_pause()
                 continue
             self._camera_fault(protocol.FaultCode.CAMERA, "visible", None, "capture")
+            self.camera_stats["visible"].note(frame)
             await self.visible_frames.put(frame)
 
     async def _detect_visible(self) -> None:
@@ -410,4 +463,5 @@ class UnitRuntime:
             frame = await self.visible_frames.get()
             result = await asyncio.to_thread(pipeline.process, frame)
             self.engine.on_events(frame.t, result.events)
+            self.visible_frames_processed += 1
             self.visible_frames.task_done()

@@ -90,22 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help="sim board only: scenario world to look at (name or path)")
     _add_logging(p)
 
-    p = sub.add_parser(
-        "provision",
-        help="create a unit's OSCORE keys, for the unit and for the receiver",
-        description="Create a new unit's OSCORE security context pair: one copy for the unit "
-        "(install it as the unit's --security-dir) and one in the receiver's key directory. "
-        "Secrets are written owner-only and never printed.",
-    )
-    p.add_argument("unit_id", metavar="UNIT_ID", help="the unit's id, as in its site config")
-    p.add_argument("--unit-dir", type=Path, required=True, help="where to write the unit's context")
-    p.add_argument(
-        "--receiver-keys",
-        type=Path,
-        default=Path("var"),
-        help="the receiver's key directory (its --keys; default var)",
-    )
-    _add_logging(p)
+    from polewatch.provision import add_provision_parser
+
+    _add_logging(add_provision_parser(sub))
 
     p = sub.add_parser(
         "receiver",
@@ -137,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="console address to bind, HOST[:PORT] (default 127.0.0.1:8080)",
     )
     p.add_argument("--no-console", action="store_true", help="do not serve the web console")
+    p.add_argument(
+        "--forward",
+        type=Path,
+        metavar="FILE",
+        help="forwarding file (TOML): SIA DC-09 and webhook targets, retention periods",
+    )
     _add_logging(p)
 
     p = sub.add_parser(
@@ -200,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     from polewatch.flash import add_flash_parser
 
     add_flash_parser(sub)
+    from polewatch.bundle import add_bundle_parser, add_slot_parser
+
+    _add_logging(add_bundle_parser(sub))
+    _add_logging(add_slot_parser(sub))
+    from host_tools.diag.cli import add_diag_parser
+
+    add_diag_parser(sub)
+    from host_tools.console.users_cli import add_user_parser
+
+    add_user_parser(sub)
     return parser
 
 
@@ -219,6 +222,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_unit(args: argparse.Namespace) -> int:
     """``unit``."""
+    from firmware import systemd
     from firmware.clock import SystemClock
     from firmware.config.load import load_board
     from firmware.config.updates import effective_site
@@ -241,13 +245,24 @@ def cmd_unit(args: argparse.Namespace) -> int:
         ctx.sim_start = ctx.clock.now()
 
     async def main() -> bool:
-        runtime = UnitRuntime(board, site, ctx, args.data_dir, args.security_dir)
+        runtime = UnitRuntime(
+            board, site, ctx, args.data_dir, args.security_dir, config_files=(args.board, args.site)
+        )
         if stored_problem is not None:  # running on the last good config: say why
             runtime.faults.raise_(FaultCode.CONFIG, "site", stored_problem)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.request_stop)
-        await runtime.run()
+        # systemd's READY and watchdog pings, and the health file the A/B update check reads.
+        heartbeats = runtime.uplink.heartbeats
+        companion = asyncio.create_task(
+            systemd.companion(lambda: heartbeats.acknowledged, args.data_dir)
+        )
+        try:
+            await runtime.run()
+        finally:
+            companion.cancel()
+            await asyncio.gather(companion, return_exceptions=True)
         return runtime.restart_requested
 
     if asyncio.run(main()):
@@ -257,21 +272,20 @@ def cmd_unit(args: argparse.Namespace) -> int:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     """``provision``."""
-    from host_tools.provision.oscore import provision_oscore
+    from polewatch.provision import cmd_provision as provision
 
-    kid = provision_oscore(args.unit_id, args.unit_dir, args.receiver_keys)
-    print(
-        f"unit {args.unit_id}: OSCORE key id {kid.hex()}; unit context in {args.unit_dir}, "
-        f"receiver context in {args.receiver_keys / 'units' / args.unit_id}"
-    )
-    return 0
+    return provision(args)
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     """``receiver``."""
+    from host_tools.forward.config import load_forward_config
     from host_tools.receiver.server import Receiver
 
-    receiver = Receiver(args.db, args.coap, None if args.no_console else args.http, args.keys)
+    forward = load_forward_config(args.forward) if args.forward else None
+    receiver = Receiver(
+        args.db, args.coap, None if args.no_console else args.http, args.keys, forward=forward
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -326,6 +340,20 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return flash(args)
 
 
+def cmd_diag(args: argparse.Namespace) -> int:
+    """``diag``."""
+    from host_tools.diag.cli import cmd_diag as diag
+
+    return diag(args)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``user``."""
+    from host_tools.console.users_cli import cmd_user as run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``."""
     from polewatch.demo import run_demo
@@ -345,7 +373,19 @@ COMMANDS = {
     "sim": cmd_sim,
     "demo": cmd_demo,
     "flash": cmd_flash,
+    "bundle": lambda args: _release_cmd("cmd_bundle", args),
+    "slot": lambda args: _release_cmd("cmd_slot", args),
+    "diag": cmd_diag,
+    "user": cmd_user,
 }
+
+
+def _release_cmd(name: str, args: argparse.Namespace) -> int:
+    """``bundle`` and ``slot`` (polewatch/bundle.py)."""
+    from polewatch import bundle
+
+    command: Callable[[argparse.Namespace], int] = getattr(bundle, name)
+    return command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from sim.runner import SimUnit, build_sim_unit
 logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0
+DEMO_USER = "demo"
 
 
 @dataclass
@@ -147,6 +148,26 @@ def report(result: DemoResult) -> int:
     return 0
 
 
+def _demo_login(db_path: Path) -> str:
+    """Make a one-off console account with a random password (demo only; never a default)."""
+    import secrets
+
+    from host_tools.console.users import UserError, Users
+    from host_tools.receiver.store import ReceiverStore
+
+    store = ReceiverStore(db_path)
+    try:
+        users = Users(store)
+        password = secrets.token_urlsafe(12)
+        try:
+            users.add(DEMO_USER, "supervisor", password, time.time())
+        except UserError:  # a --data-dir used before: give the account a new password
+            users.update(DEMO_USER, password=password, disabled=False)
+    finally:
+        store.close()
+    return f"log in as {DEMO_USER!r} with password {password} (made for this demo run only)"
+
+
 def run_demo(
     scenario: Path, speed: float, once: bool, coap_port: int, http_port: int, data_dir: Path | None
 ) -> int:
@@ -162,6 +183,7 @@ def run_demo(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         receiver = Receiver(data_dir / "receiver.sqlite", coap, http)
+        login = _demo_login(receiver.db_path) if http is not None else ""
         try:
             await receiver.start()
         except NetworkError as exc:
@@ -171,6 +193,7 @@ def run_demo(
         try:
             if receiver.console_url:
                 print(f"polewatch demo: console at {receiver.console_url}", flush=True)
+                print(f"polewatch demo: {login}", flush=True)
             result = await play(scenario, data_dir, speed, receiver, stop=stop)
             code = report(result)
             if not once and not stop.is_set():

@@ -1,5 +1,7 @@
-"""``polewatch flash``: install firmware on a unit's companion boards.
+"""``polewatch flash``: install a release bundle on a unit, or firmware on its companion boards.
 
+``BUNDLE --root DIR`` or ``BUNDLE --ssh USER@HOST`` verifies a signed release bundle and installs
+it into the unit's A/B slots (see :mod:`polewatch.bundle` and :mod:`host_tools.provision.install`).
 ``--supervisor`` compiles the RP2040 supervisor (``firmware/supervisor``) with ``mpy-cross`` into a
 build folder and copies it to the Pico with ``mpremote``; ``main.py`` stays source, as MicroPython
 runs ``main.py`` at boot.
@@ -22,7 +24,14 @@ SUPERVISOR_SRC = Path(__file__).resolve().parents[1] / "firmware" / "supervisor"
 SUPERVISOR_MODULES = ("framing", "messages", "config", "hw", "core")
 SUPERVISOR_ENTRY = "main.py"
 
-FLASH_EXAMPLE = """example:
+FLASH_EXAMPLE = """examples:
+  # a release bundle onto a mounted SD card (first install: with the unit's OSCORE context)
+  polewatch flash build/pole-0003.pwb --root /media/$USER/rootfs --fleet-key keys/fleet.key.pub \\
+      --identity units/pole-0003/oscore
+  # an update to a running unit over SSH (A/B: rolled back if its health check fails)
+  polewatch flash build/pole-0003.pwb --ssh pi@pole-0003.local --fleet-key keys/fleet.key.pub
+  polewatch flash build/pole-0003.pwb --root /mnt/sd --fleet-key keys/fleet.key.pub --dry-run
+
   polewatch flash --supervisor --port /dev/ttyACM0
   polewatch flash --supervisor --dry-run      # compile, and show what would be copied
 """
@@ -30,10 +39,16 @@ FLASH_EXAMPLE = """example:
 
 def add_flash_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``flash`` subcommand (extend its options here)."""
+    from polewatch.bundle import add_flash_bundle_options
+
     p = sub.add_parser(
         "flash",
-        help="install firmware on a companion board (the RP2040 supervisor)",
-        description="Install firmware on a unit's companion boards. --supervisor compiles the "
+        help="install a release bundle on a unit, or the RP2040 supervisor firmware",
+        description="Install a signed release bundle ('polewatch bundle') on a unit: verified "
+        "(signature, every file's hash, the board and unit), then written into the free A/B slot "
+        "of a mounted SD card root (--root) or a running unit (--ssh) and switched to; an update "
+        "stays on trial until its health check passes and is rolled back otherwise. "
+        "--supervisor compiles the "
         "RP2040 I/O supervisor with mpy-cross and copies it to a Raspberry Pi Pico (running "
         "MicroPython) over USB with mpremote, then resets the Pico.",
         epilog=FLASH_EXAMPLE,
@@ -61,8 +76,9 @@ def add_flash_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="build, and print what would be copied, without touching the Pico",
+        help="verify (or build), and print what would be done, without touching the target",
     )
+    add_flash_bundle_options(p)
 
 
 def build_supervisor(build_dir: Path, compile_mpy: bool = True) -> list[Path]:
@@ -98,8 +114,15 @@ def mpremote_commands(port: str, files: list[Path]) -> list[list[str]]:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     """``flash``."""
+    if args.supervisor and args.bundle is not None:
+        print("polewatch flash: give a bundle or --supervisor, not both", file=sys.stderr)
+        return 2
+    if args.bundle is not None:
+        from polewatch.bundle import cmd_flash_bundle
+
+        return cmd_flash_bundle(args)
     if not args.supervisor:
-        print("polewatch flash: nothing to flash (try --supervisor)", file=sys.stderr)
+        print("polewatch flash: nothing to flash (give a BUNDLE, or --supervisor)", file=sys.stderr)
         return 2
     files = build_supervisor(args.build_dir, compile_mpy=not args.no_compile)
     for f in files:

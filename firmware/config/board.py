@@ -315,6 +315,13 @@ class ModemAt(ModemSupervision):
 ModemConfig = Annotated[ModemSim | ModemAt, Field(discriminator="backend")]
 
 
+class DiagConfig(Strict):
+    """``[diag]``: the serial diagnostics console for field technicians (docs/diag.md)."""
+
+    port: Annotated[str, Field(min_length=1, max_length=200)]  # e.g. /dev/ttyGS0, /dev/ttyUSB0
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] = 115200
+
+
 class BoardConfig(Strict):
     """A whole board config file."""
 
@@ -326,6 +333,7 @@ class BoardConfig(Strict):
     audio: AudioConfig | None = None
     modem: ModemConfig | None = None
     supervisor: SupervisorConfig | None = None
+    diag: DiagConfig | None = None
 
     @model_validator(mode="after")
     def verify_wiring(self) -> BoardConfig:
@@ -378,6 +386,8 @@ class BoardConfig(Strict):
             serial.append(("modem.port", self.modem.port))
         if self.supervisor is not None and self.supervisor.port != "sim":
             serial.append(("supervisor.port", self.supervisor.port))
+        if self.diag is not None:
+            serial.append(("diag.port", self.diag.port))
         for where, port in serial:
             if port in ports:
                 errors.append(f"{where}: serial port {port!r} is already used by {ports[port]}")

@@ -1,9 +1,11 @@
 """The operator console: a web page that lists alarms and follows them live, and its JSON API.
 
 The page loads the alarm queue from ``/api/alarms`` and then listens to ``/api/events``
-(Server-Sent Events), which carries every alarm the receiver commits. One forwarder per
-application subscribes to the receiver's :class:`EventBus` and fans each event out to the open
-streams, so that each alarm gives one log line saying how many consoles it reached.
+(Server-Sent Events), which carries every alarm the receiver commits and every operator action.
+One forwarder per application subscribes to the receiver's :class:`EventBus` and fans each event
+out to the open streams, so that each alarm gives one log line saying how many consoles it
+reached. Everything under ``/api/`` needs a login (:mod:`.auth`); the alarm workflow is in
+:mod:`.workflow_api`, reports in :mod:`.reports`, users and the audit log in :mod:`.admin_api`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,10 +21,19 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from firmware.clock import Clock, SystemClock
 from firmware.errors import ConfigError, StorageError
 from firmware.uplink.protocol import CommandOp
+from host_tools.console import admin_api, auth, reports, workflow_api
+from host_tools.console.auth import requires, session_of
+from host_tools.console.checklists import OVERRIDE_NAME, load_checklists
+from host_tools.console.registration import add_registration_routes
+from host_tools.console.state import CONSOLE, Console, LoginLimiter
+from host_tools.console.users import Users
+from host_tools.receiver.audit import AuditLog
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import CommandRecord, ReceiverStore
+from host_tools.receiver.workflow import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +51,6 @@ _CSP = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'none'"
 )
-_INT_RE = re.compile(r"-?[0-9]{1,30}")
-_MAX_ROWID = 2**63 - 1  # SQLite's INTEGER range; larger ids cannot exist (and would not bind)
-
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -156,10 +163,33 @@ def create_app(
     commander: Commander | None = None,
     *,
     keepalive_s: float = KEEPALIVE_S,
+    clock: Clock | None = None,
+    checklists: Path | None = None,
+    secure_cookies: bool = False,
+    limiter: LoginLimiter | None = None,
+    keys_dir: Path | None = None,
 ) -> web.Application:
-    """The console's web application, serving alarms from ``store`` and live events from ``bus``."""
-    app = web.Application(middlewares=[_errors])
+    """The console's web application, serving alarms from ``store`` and live events from ``bus``.
+
+    ``clock`` timestamps operator actions (the receiver's clock, so that response times compare
+    with receipt times). ``checklists`` is a TOML file overriding the default checklists (default:
+    ``checklists.toml`` next to the database, if there is one). ``secure_cookies`` marks the
+    session cookie Secure even where the console cannot see that it is served over HTTPS.
+    ``keys_dir`` (the receiver's key directory) adds the unit registration API, ``POST /api/units``.
+    """
+    app = web.Application(middlewares=[_errors, auth.auth_middleware])
     app[_STORE] = store
+    lists = load_checklists(checklists or store.path.parent / OVERRIDE_NAME)
+    app[CONSOLE] = Console(
+        store=store,
+        bus=bus,
+        users=Users(store),
+        audit=AuditLog(store),
+        workflow=Workflow(store, lists),
+        clock=clock or SystemClock(),
+        secure_cookies=secure_cookies,
+        limiter=limiter or LoginLimiter(),
+    )
     if commander is not None:
         app[_COMMANDER] = commander
         app.router.add_post("/api/units/{unit}/commands", _queue_command)
@@ -168,16 +198,30 @@ def create_app(
     app[_KEEPALIVE] = keepalive_s
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/api/alarms", _alarms)
-    app.router.add_get("/api/alarms/{id}", _alarm)
+    auth.add_routes(app)
+    workflow_api.add_routes(app)
+    reports.add_routes(app)
+    admin_api.add_routes(app)
+    if keys_dir is not None:
+        add_registration_routes(app, keys_dir)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/units", _units)
     app.router.add_get("/api/commands", _commands)
     app.router.add_static("/static", STATIC_DIR)
     app.cleanup_ctx.append(_forwarder)
+    app.on_startup.append(_check_users)
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(_headers)
     return app
+
+
+async def _check_users(app: web.Application) -> None:
+    if not await asyncio.to_thread(app[CONSOLE].users.count):
+        logger.warning(
+            "the console has no users: create the first with "
+            "'polewatch user add NAME --role supervisor --db %s'",
+            app[_STORE].path,
+        )
 
 
 def client_count(app: web.Application) -> int:
@@ -200,6 +244,10 @@ async def _end_streams(app: web.Application) -> None:
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.app[CONSOLE].secure_cookies or request.secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     # The API is live data; the page and its files may be cached but must be revalidated, so
     # that a new version reaches consoles that stay open for days.
     cache = "no-store" if request.path.startswith("/api/") else "no-cache"
@@ -237,16 +285,23 @@ async def _commands(request: web.Request) -> web.Response:
     return web.json_response([r.to_json() for r in records])
 
 
+@requires("command")
 async def _queue_command(request: web.Request) -> web.Response:
-    """``POST /api/units/{unit}/commands`` with JSON ``{"op": ..., "arg": ..., "ttl_s": ...}``."""
+    """``POST /api/units/{unit}/commands`` with JSON ``{"op": ..., "arg": ..., "ttl_s": ...}``.
+
+    An optional ``alarm`` (its id) records the command among that alarm's operator actions.
+    """
     if request.content_type != "application/json":
         return _error(415, "send application/json")
     try:
         body = await request.json()
     except ValueError:
         return _error(400, "the body is not JSON")
-    if not isinstance(body, dict) or set(body) - {"op", "arg", "ttl_s"}:
-        return _error(400, "expected an object with op, and optionally arg and ttl_s")
+    if not isinstance(body, dict):
+        return _error(400, "expected an object with op, and optionally arg, ttl_s and alarm")
+    unknown = sorted(set(body) - {"op", "arg", "ttl_s", "alarm"})
+    if unknown:
+        return _error(400, f"{unknown[0][:40]}: unknown field (expected op, arg, ttl_s, alarm)")
     op = _OPS.get(str(body.get("op")))
     if op is None:
         return _error(400, f"op: expected one of {', '.join(sorted(_OPS))}")
@@ -262,11 +317,33 @@ async def _queue_command(request: web.Request) -> web.Response:
     known = {u["unit_id"] for u in await asyncio.to_thread(request.app[_STORE].units)}
     if unit not in known:
         return _error(404, f"no unit {unit!r} has reported to this receiver")
+    alarm = body.get("alarm")
+    if alarm is not None and (isinstance(alarm, bool) or not isinstance(alarm, int)):
+        return _error(400, "alarm: expected the alarm's id (an integer)")
+    console = request.app[CONSOLE]
+    if alarm is not None and await asyncio.to_thread(console.store.alarm, alarm) is None:
+        return _error(400, f"alarm: no alarm {alarm}")
     commander = request.app[_COMMANDER]
     record = await asyncio.to_thread(commander.queue_command, unit, op, arg, float(ttl))
+    detail = {"op": record.op, "arg": arg, "command": record.id}
+    await console.record(request, "unit.command", target=unit, detail=detail)
+    if alarm is not None:
+        user = session_of(request).user.name
+        await asyncio.to_thread(
+            console.workflow.log_action,
+            alarm,
+            user,
+            "command",
+            {**detail, "unit": unit},
+            console.clock.now(),
+        )
+        data = await asyncio.to_thread(console.workflow.alarm_json, alarm)
+        if data is not None:
+            console.bus.publish({"type": "alarm", "alarm": data})
     return web.json_response(record.to_json(), status=201)
 
 
+@requires("config")
 async def _update_config(request: web.Request) -> web.Response:
     """``POST /api/units/{unit}/config`` with the new site config (TOML) as the body."""
     if request.content_type not in ("application/toml", "text/plain"):
@@ -282,34 +359,18 @@ async def _update_config(request: web.Request) -> web.Response:
         record = await asyncio.to_thread(request.app[_COMMANDER].update_config, unit, text)
     except ConfigError as exc:
         problems = str(exc).splitlines()
+        await request.app[CONSOLE].record(
+            request,
+            "unit.config",
+            target=unit,
+            outcome="invalid",
+            detail={"problems": problems[:5]},
+        )
         return web.json_response({"error": "invalid site config", "problems": problems}, status=400)
+    await request.app[CONSOLE].record(
+        request, "unit.config", target=unit, detail={"version": record.arg}
+    )
     return web.json_response(record.to_json(), status=201)
-
-
-async def _alarms(request: web.Request) -> web.Response:
-    records = await asyncio.to_thread(request.app[_STORE].alarms)
-    return web.json_response([r.to_json() for r in records])
-
-
-async def _alarm(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not _INT_RE.fullmatch(raw):
-        return _error(400, f"alarm id must be an integer, got {raw!r}")
-    pk = int(raw)
-    if not 0 < pk <= _MAX_ROWID:
-        return _error(404, f"no alarm {pk}")
-    store = request.app[_STORE]
-
-    def load() -> dict[str, Any] | None:
-        record = store.alarm(pk)
-        if record is None:
-            return None
-        return {**record.to_json(), "timeline": store.timeline(pk)}
-
-    data = await asyncio.to_thread(load)
-    if data is None:
-        return _error(404, f"no alarm {pk}")
-    return web.json_response(data)
 
 
 async def _events(request: web.Request) -> web.StreamResponse:

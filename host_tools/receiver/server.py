@@ -9,9 +9,10 @@ import asyncio
 import logging
 import socket
 import tomllib
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiocoap
 import aiocoap.resource as resource
@@ -28,8 +29,13 @@ from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.endpoint import Endpoint
 from host_tools.receiver.rejects import Rejects, UnparsableFilter
+from host_tools.receiver.retention import RetentionConfig, run_retention
 from host_tools.receiver.store import AlarmRecord, CommandRecord, Ingested, ReceiverStore
 from host_tools.receiver.units import UnitKeys, close_all, unit_of
+
+if TYPE_CHECKING:
+    from host_tools.forward.config import ForwardConfig
+    from host_tools.forward.forwarder import Forwarder
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +192,7 @@ class Receiver:
         keys_dir: Path | None = None,
         supervise_every_s: float = 1.0,
         clock: Clock | None = None,
+        forward: ForwardConfig | None = None,
     ) -> None:
         self.db_path, self.coap, self.http = db_path, coap, http
         self.keys_dir = keys_dir if keys_dir is not None else db_path.parent
@@ -200,6 +207,13 @@ class Receiver:
         self._coap_ctx: aiocoap.Context | None = None
         self._web: web.AppRunner | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        # Onward delivery and retention, from the --forward file (retention defaults without it).
+        self.forward = forward
+        self.retention: RetentionConfig = forward.retention if forward else RetentionConfig()
+        self.forwarder: Forwarder | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self.ingested: Counter[str] = Counter()  # messages committed since start, by kind
+        self.duplicates = 0
 
     @property
     def console_url(self) -> str | None:
@@ -214,6 +228,10 @@ class Receiver:
 
     def took(self, msg: protocol.Message, result: Ingested) -> None:
         """Log, publish and hand on what a committed message changed."""
+        if result.duplicate:
+            self.duplicates += 1
+        else:
+            self.ingested[msg.KIND.name.lower()] += 1
         if result.restored is not None:
             self._publish(result.restored, f"unit {msg.unit_id} is back (restore)")
         if result.duplicate:
@@ -296,6 +314,33 @@ class Receiver:
             except StorageError as exc:
                 logger.error("supervision: %s", exc)
 
+    async def _start_forwarding(self) -> None:
+        """Start the forwarder (when the --forward file names targets) and the retention job."""
+        store = self.require_store()
+        if self.forward is not None and self.forward.targets:
+            from host_tools.forward.forwarder import Forwarder
+
+            queue = self.db_path.with_name(self.db_path.stem + ".forward.sqlite")
+            self.forwarder = Forwarder(self.forward, queue, self.clock)
+            await self.forwarder.start(store)
+            self.hooks.append(self.forwarder.on_alarm)
+        from host_tools.receiver.audit import AuditLog
+
+        audit = [("audit", AuditLog(store).delete_before)]
+        self._retention = asyncio.create_task(
+            run_retention(store, self.retention, self.clock, audit), name="retention"
+        )
+
+    async def _stop_forwarding(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+            self._retention = None
+        if self.forwarder is not None:
+            self.hooks.remove(self.forwarder.on_alarm)
+            await self.forwarder.stop()
+            self.forwarder = None
+
     async def start(self) -> None:
         """Open the database and the units' keys, bind CoAP, start supervision and the console."""
         self.store = ReceiverStore(self.db_path)
@@ -320,14 +365,23 @@ class Receiver:
             raise
         for name in FILTERED_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
+        try:
+            await self._start_forwarding()
+        except BaseException:
+            await self.stop()
+            raise
         self._supervisor = asyncio.create_task(self._supervise(), name="supervision")
         logger.info(
             "receiver listening on coap://%s/ (OSCORE), database %s", self.coap, self.db_path
         )
         if self.http is not None:
             from host_tools.console.app import create_app
+            from host_tools.receiver.metrics import add_metrics_route
 
-            self._web = web.AppRunner(create_app(self.store, self.bus, self), access_log=None)
+            app = create_app(self.store, self.bus, self, clock=self.clock, keys_dir=self.keys_dir)
+            # Outside /api/, so without a login (Prometheus scrapes it): counts, no personal data.
+            add_metrics_route(app, self)
+            self._web = web.AppRunner(app, access_log=None)
             await self._web.setup()
             tcp = web.TCPSite(self._web, self.http.host, self.http.port)
             try:
@@ -356,6 +410,7 @@ class Receiver:
         if self.keys is not None:
             close_all(self.keys)
             self.keys = None
+        await self._stop_forwarding()
         if self.store is not None:
             self.store.close()
             self.store = None

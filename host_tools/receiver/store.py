@@ -12,15 +12,18 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from firmware.errors import StorageError
 from firmware.storage import open_sqlite
 from firmware.uplink import protocol
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -194,6 +197,28 @@ class ReceiverStore:
                 if isinstance(exc, sqlite3.Error):
                     raise StorageError(f"receiver database {self.path}: {exc}") from exc
                 raise
+
+    # --- for modules that keep their own tables in this database (workflow, users, audit) ---
+
+    def migrate(self, schema: str) -> None:
+        """Apply a module's ``CREATE TABLE IF NOT EXISTS`` script (outside any transaction)."""
+        with self._lock:
+            try:
+                self._db.executescript(schema)
+            except sqlite3.Error as exc:
+                raise StorageError(f"receiver database {self.path}: {exc}") from exc
+
+    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` in one immediate transaction; roll back on any error."""
+        return self._write(fn, self._db)  # type: ignore[no-any-return]
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` under the store's lock (rows are :class:`sqlite3.Row`)."""
+        with self._lock:
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                raise StorageError(f"receiver database {self.path}: {exc}") from exc
 
     # --- ingest --------------------------------------------------------------------------------
 
@@ -544,6 +569,84 @@ class ReceiverStore:
                 "SELECT COUNT(*) FROM messages WHERE ? IS NULL OR unit_id = ?", (unit_id, unit_id)
             ).fetchone()
         return int(row[0])
+
+    # --- forwarding, metrics and retention -----------------------------------------------------
+
+    def alarms_since(self, since: float) -> list[AlarmRecord]:
+        """Queue entries received, updated or closed at or after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM alarms WHERE received_at >= ? OR updated_at >= ? "
+                "OR closed_at >= ? ORDER BY id",
+                (since, since, since),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def alarm_counts(self) -> dict[tuple[str, str], int]:
+        """How many queue entries there are per (workflow state, unit state)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, unit_state, COUNT(*) FROM alarms GROUP BY state, unit_state"
+            ).fetchall()
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def delete_older_than(
+        self, cutoff: float, units: list[str] | None = None, exclude: list[str] | None = None
+    ) -> dict[str, int]:
+        """Delete closed alarms (with the rows of every table that references them), message
+        ids and finished commands whose last activity is before ``cutoff``, of ``units`` (None:
+        all) less ``exclude``.
+
+        Returns how many rows went from each table. Open alarms are kept however old.
+        """
+        clauses, args = [], []
+        if units is not None:
+            clauses.append(f"unit_id IN ({','.join('?' * len(units))})")
+            args.extend(units)
+        if exclude:
+            clauses.append(f"unit_id NOT IN ({','.join('?' * len(exclude))})")
+            args.extend(exclude)
+        which = " AND ".join(clauses) or "1"
+
+        def delete() -> dict[str, int]:
+            old = (
+                f"SELECT id FROM alarms WHERE {which} AND unit_state = 'closed' "
+                "AND MAX(received_at, updated_at, COALESCE(closed_at, 0)) < ?"
+            )
+            counts: dict[str, int] = {"alarm_events": 0}
+            # Every table whose rows belong to an alarm (its timeline, the operators' workflow
+            # and actions on it) loses them first.
+            for table, column in self._alarm_dependants():
+                n = self._db.execute(
+                    f'DELETE FROM "{table}" WHERE "{column}" IN ({old})', (*args, cutoff)
+                ).rowcount
+                counts[table] = counts.get(table, 0) + n
+            counts["alarms"] = self._db.execute(
+                f"DELETE FROM alarms WHERE id IN ({old})", (*args, cutoff)
+            ).rowcount
+            counts |= {
+                "messages": self._db.execute(
+                    f"DELETE FROM messages WHERE {which} AND received_at < ?", (*args, cutoff)
+                ).rowcount,
+                "commands": self._db.execute(
+                    f"DELETE FROM commands WHERE {which} AND state NOT IN ('queued', 'sent') "
+                    "AND COALESCE(done_at, expires) < ?",
+                    (*args, cutoff),
+                ).rowcount,
+            }
+            return counts
+
+        return self._write(delete)  # type: ignore[no-any-return]
+
+    def _alarm_dependants(self) -> list[tuple[str, str]]:
+        """(table, column) of every foreign key that references ``alarms``."""
+        found = []
+        tables = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            for fk in self._db.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
+                if fk["table"] == "alarms":
+                    found.append((str(table), str(fk["from"])))
+        return found
 
 
 def _record(row: sqlite3.Row) -> AlarmRecord:

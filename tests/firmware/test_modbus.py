@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -139,32 +136,6 @@ def tcp(module: RelayModule) -> Iterator[tuple[RelayModule, BoardConfig]]:
     port = free_port()
     module.start_tcp(port)
     yield module, board({"transport": "tcp", "host": "127.0.0.1", "port": port})
-
-
-@pytest.fixture
-def pty_pair() -> Iterator[tuple[str, str]]:
-    """Two connected pseudo-terminals from socat: a stand-in for an RS-485 line."""
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (apt install socat): no pty pair for Modbus RTU")
-    proc = subprocess.Popen(
-        ["socat", "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ptys: list[str] = []
-    try:
-        assert proc.stderr is not None
-        while len(ptys) < 2:
-            line = proc.stderr.readline()
-            if not line:
-                pytest.fail("socat exited before making a pty pair")
-            found = re.search(r"PTY is (\S+)", line)
-            if found:
-                ptys.append(found.group(1))
-        yield ptys[0], ptys[1]
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def tcp_port(cfg: BoardConfig) -> int:

@@ -1,21 +1,28 @@
-"""Fixtures for the host tools' tests: a receiver store, an event bus and alarm messages."""
+"""Fixtures for the host tools' tests: a receiver store, an event bus, alarm messages, and console
+users with a login helper."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestClient
 
 from firmware.uplink import protocol
+from host_tools.console.users import Users
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import AlarmRecord, ReceiverStore
+from tests.host_tools.console_helpers import PASSWORD
 
 MakeAlarm = Callable[..., protocol.Alarm]
 Deliver = Callable[..., AlarmRecord]
+MakeUser = Callable[..., str]
+Login = Callable[..., Coroutine[Any, Any, str]]
 
 
 @pytest.fixture
@@ -67,5 +74,35 @@ def deliver(console_store: ReceiverStore, console_bus: EventBus) -> Deliver:
         assert ingested.alarm is not None
         console_bus.publish({"type": "alarm", "alarm": ingested.alarm.to_json()})
         return ingested.alarm
+
+    return run
+
+
+@pytest.fixture
+def make_user(console_store: ReceiverStore) -> MakeUser:
+    """Create a console user with the test password; return its name (default: the role's)."""
+    users = Users(console_store)
+
+    def make(role: str, name: str | None = None) -> str:
+        name = name or role
+        users.add(name, role, PASSWORD, time.time())
+        return name
+
+    return make
+
+
+@pytest.fixture
+def login() -> Login:
+    """Log a client (a test client or a session on ``base``) in; return the CSRF token."""
+
+    async def run(
+        client: TestClient[web.Request, web.Application] | ClientSession,
+        name: str,
+        base: str = "",
+    ) -> str:
+        resp = await client.post(f"{base}/api/login", json={"name": name, "password": PASSWORD})
+        assert resp.status == 200, await resp.text()
+        csrf: str = (await resp.json())["csrf"]
+        return csrf
 
     return run

@@ -26,15 +26,17 @@ MakeClient = Callable[..., Coroutine[Any, Any, Client]]
 
 @pytest.fixture
 async def make_client(
-    console_store: ReceiverStore, console_bus: EventBus
+    console_store: ReceiverStore, console_bus: EventBus, make_user: Any, login: Any
 ) -> AsyncIterator[MakeClient]:
-    """Start the console on a test server; every client made is closed at the end."""
+    """Start the console on a test server, logged in as an operator; every client is closed."""
     clients: list[Client] = []
+    operator = make_user("operator")
 
     async def make(**options: Any) -> Client:
         client: Client = TestClient(TestServer(create_app(console_store, console_bus, **options)))
         await client.start_server()
         clients.append(client)
+        await login(client, operator)
         return client
 
     yield make

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,25 +10,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from firmware.uplink import protocol
 from host_tools.console.app import create_app
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import ReceiverStore
+from tests.host_tools.console_helpers import PASSWORD, chromium
 
-# POLEWATCH_CHROMIUM lets a developer point at another Chromium build.
-CHROMIUM = Path(os.environ.get("POLEWATCH_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UI_TIMEOUT_MS = 2000
 HANG_GUARD_S = 10.0  # only guards against a hang
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
@@ -67,17 +55,8 @@ class Console:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """A headless Chromium, or a skip where none is installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"no Chromium at {CHROMIUM}: install it (Debian: apt-get install chromium) "
-            "or set POLEWATCH_CHROMIUM"
-        )
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+    async with chromium() as b:
         yield b
-        await b.close()
 
 
 @pytest.fixture
@@ -89,9 +68,19 @@ async def console(console_store: ReceiverStore, console_bus: EventBus) -> AsyncI
     await c.stop()
 
 
+async def log_in(page: Page, name: str) -> None:
+    """Log in through the console's login form."""
+    await page.locator("#login-name").fill(name)
+    await page.locator("#login-password").fill(PASSWORD)
+    await page.locator("#login-submit").click()
+    await expect(page.locator("#whoami")).to_contain_text(name, timeout=UI_TIMEOUT_MS)
+
+
 @pytest.fixture
-async def page(browser: Browser, console: Console) -> AsyncIterator[Page]:
-    """A page on the console; fails the test on script errors or requests to other origins."""
+async def page(browser: Browser, console: Console, make_user: Any) -> AsyncIterator[Page]:
+    """A page on the console, logged in as an operator; fails the test on script errors or
+    requests to other origins."""
+    operator = make_user("operator")
     context = await browser.new_context(viewport={"width": 1280, "height": 640})
     p = await context.new_page()
     script_errors: list[str] = []
@@ -104,6 +93,7 @@ async def page(browser: Browser, console: Console) -> AsyncIterator[Page]:
 
     p.on("request", on_request)
     await p.goto(console.url)
+    await log_in(p, operator)
     yield p
     await context.close()
     assert script_errors == []
@@ -220,6 +210,7 @@ async def test_operator_command_result_is_shown_live(browser: Browser, tmp_path:
 
     from firmware.clock import SimClock
     from firmware.config.site import ReceiverEndpoint, UplinkConfig
+    from host_tools.console.users import Users
     from host_tools.provision.oscore import provision_oscore
     from host_tools.receiver.endpoint import Endpoint
     from host_tools.receiver.server import Receiver
@@ -238,17 +229,23 @@ async def test_operator_command_result_is_shown_live(browser: Browser, tmp_path:
     page = await browser.new_page()
     try:
         store = receiver.require_store()
+        Users(store).add("olle", "operator", PASSWORD, time.time())
         for _ in range(200):
             if store.units():
                 break
             await asyncio.sleep(0.02)
         await page.goto(receiver.console_url or "")
+        await log_in(page, "olle")
         await expect(page.locator("#no-commands")).to_be_visible(timeout=2000)
-        async with aiohttp.ClientSession() as http:
-            resp = await http.post(f"{receiver.console_url}api/units/pole-0007/commands",
+        base = (receiver.console_url or "").rstrip("/")
+        # unsafe=True: aiohttp keeps no cookies of a bare IP address (127.0.0.1) otherwise
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            resp = await http.post(f"{base}/api/login", json={"name": "olle", "password": PASSWORD})
+            csrf = {"X-CSRF-Token": (await resp.json())["csrf"]}
+            resp = await http.post(f"{base}/api/units/pole-0007/commands", headers=csrf,
                                    json={"op": "trigger", "arg": "fire", "ttl_s": 600})  # fmt: skip
             assert resp.status == 201, await resp.text()
-            bad = await http.post(f"{receiver.console_url}api/units/pole-0007/commands",
+            bad = await http.post(f"{base}/api/units/pole-0007/commands", headers=csrf,
                                   json={"op": "launch"})  # fmt: skip
             assert bad.status == 400
         row = page.locator("#command-rows tr")

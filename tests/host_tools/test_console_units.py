@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,7 @@ from firmware.uplink import protocol
 from host_tools.console.app import create_app
 from host_tools.receiver.bus import EventBus
 from host_tools.receiver.store import ReceiverStore
+from tests.host_tools.console_helpers import PASSWORD
 
 CHROMIUM = Path(os.environ.get("POLEWATCH_CHROMIUM", "/usr/bin/chromium"))
 UI_TIMEOUT_MS = 2000
@@ -40,7 +42,8 @@ def fleet(console_store: ReceiverStore) -> ReceiverStore:
 
 
 @pytest.fixture
-async def console_url(fleet: ReceiverStore) -> AsyncIterator[str]:
+async def console_url(fleet: ReceiverStore, make_user: Any) -> AsyncIterator[str]:
+    make_user("viewer")
     runner = web.AppRunner(create_app(fleet, EventBus()), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -67,6 +70,9 @@ async def test_console_shows_modem_state_and_resets(console_url: str) -> None:
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(console_url)
+            await page.locator("#login-name").fill("viewer")
+            await page.locator("#login-password").fill(PASSWORD)
+            await page.locator("#login-submit").click()
             rows = page.locator("#unit-rows tr")
             await expect(rows).to_have_count(3, timeout=UI_TIMEOUT_MS)
             await expect(page.locator("#no-units")).to_be_hidden()

@@ -11,8 +11,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from polewatch.netutil import free_port
+from tests.host_tools.console_helpers import PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +34,21 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{url} never answered")
 
 
+def _get_logged_in(base: str, path: str, user: str) -> Any:
+    """GET ``path`` as ``user``: log in, carry the session cookie, read the JSON answer."""
+    login = urllib.request.Request(
+        f"{base}/api/login",
+        data=json.dumps({"name": user, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=5) as resp:
+        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+    request = urllib.request.Request(f"{base}{path}", headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.load(resp)
+
+
 def test_receiver_and_sim_unit_as_processes(tmp_path: Path) -> None:
     provisioned = subprocess.run(
         polewatch("provision", "pole-0001", "--unit-dir", str(tmp_path / "unit" / "oscore"),
@@ -40,6 +57,11 @@ def test_receiver_and_sim_unit_as_processes(tmp_path: Path) -> None:
     assert provisioned.returncode == 0, provisioned.stderr
     assert "OSCORE key id 0001" in provisioned.stdout
     assert "secret" not in provisioned.stdout.lower()
+    # The console has no default user: the first is made from the command line.
+    made = subprocess.run(
+        polewatch("user", "add", "viewer", "--role", "viewer", "--db", str(tmp_path / "r.sqlite")),
+        input=PASSWORD + "\n", cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
     coap, http = free_port(), free_port(socket.SOCK_STREAM)
     receiver = subprocess.Popen(
         polewatch(
@@ -73,8 +95,7 @@ def test_receiver_and_sim_unit_as_processes(tmp_path: Path) -> None:
             timeout=180,
         )
         assert unit.returncode == 0, unit.stdout + unit.stderr
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/api/alarms", timeout=5) as resp:
-            alarms = json.load(resp)
+        alarms = _get_logged_in(f"http://127.0.0.1:{http}", "/api/alarms", "viewer")
         assert [(a["ref"], a["event"], a["priority"], a["zone"]) for a in alarms] == [
             ("pole-0001/1", "fire", 1, "lot")
         ]

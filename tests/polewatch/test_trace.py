@@ -16,6 +16,7 @@ from host_tools.receiver.endpoint import Endpoint
 from host_tools.receiver.server import Receiver
 from polewatch.demo import play
 from polewatch.netutil import free_port
+from tests.host_tools.console_helpers import console_session
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,10 +33,9 @@ async def test_alarm_followed_from_frame_to_console(
     await receiver.start()
     seen: list[dict[str, object]] = []
     try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{receiver.console_url}api/events") as stream,
-        ):
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        await console_session(http, receiver.console_url or "", receiver.require_store())
+        async with http, http.get(f"{receiver.console_url}api/events") as stream:
 
             async def listen() -> None:
                 async for line in stream.content:

@@ -17,6 +17,7 @@ from host_tools.receiver.server import Receiver
 from polewatch.netutil import free_port
 from sim.runner import build_sim_unit
 from sim.scenario import resolve
+from tests.host_tools.console_helpers import console_session
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -102,8 +103,9 @@ async def test_console_endpoint_checks_and_queues_a_config(tmp_path: Path, until
         store = receiver.require_store()
         store.ingest(protocol.Heartbeat(msg_id=1, time_s=1, unit_id="pole-0001"), 1.0)
         url = f"{receiver.console_url}api/units/pole-0001/config"
-        headers = {"Content-Type": "application/toml"}
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            csrf = await console_session(http, receiver.console_url or "", store, "technician")
+            headers = {"Content-Type": "application/toml", "X-CSRF-Token": csrf}
             async with http.post(url, data="[unit\n", headers=headers) as resp:
                 assert resp.status == 400
                 assert "not valid TOML" in (await resp.json())["problems"][0]

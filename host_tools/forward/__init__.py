@@ -1,0 +1,1 @@
+"""Onward delivery of alarms: SIA DC-09 to an alarm receiving centre, and signed webhooks."""
