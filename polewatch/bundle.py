@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from host_tools.provision.progress import Progress
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def add_bundle_parser(
         "SHA-256 of every file, signed with the fleet's Ed25519 key. Install it with "
         "'polewatch flash BUNDLE'.",
         epilog=BUNDLE_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--keygen", type=Path, metavar="KEY", help="create a fleet key pair and exit")
@@ -237,7 +238,7 @@ def add_slot_parser(
         "acknowledged a heartbeat, and rolls it back when its time is up; 'commit' and "
         "'rollback' do so by hand.",
         epilog=SLOT_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     p.add_argument(
         "action",

@@ -12,10 +12,34 @@ from pathlib import Path
 
 from firmware.errors import PolewatchError
 from host_tools.receiver.endpoint import Endpoint
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger("polewatch")
 
 EPILOG = "Run 'polewatch COMMAND --help' for the options of each command."
+VALIDATE_EXAMPLE = """examples:
+  polewatch validate-config board_configs/rpi4-lepton35.toml sites/pole-0003.toml
+  polewatch validate-config sim/sites/parking_lot.toml      # a site on its own
+"""
+UNIT_EXAMPLE = """examples:
+  polewatch unit --board /etc/polewatch/board.toml --site /etc/polewatch/site.toml \\
+      --data-dir /var/lib/polewatch
+  polewatch unit --board board_configs/sim.toml --site sim/sites/parking_lot.toml \\
+      --scenario car_fire --data-dir var/unit           # the sim board, no hardware
+"""
+RECEIVER_EXAMPLE = """examples:
+  polewatch receiver --db var/receiver.sqlite --coap 0.0.0.0:5683 --http 127.0.0.1:8080
+  polewatch receiver --db var/receiver.sqlite --forward forward.toml   # DC-09, webhooks
+"""
+SIM_EXAMPLE = """examples:
+  polewatch sim car_fire --receiver 127.0.0.1:5683 --receiver-keys var
+  polewatch sim sim/scenarios/loitering.toml --speed 5 --data-dir var/sim-unit
+"""
+DEMO_EXAMPLE = """examples:
+  polewatch demo                                # car fire at 2x, console on :8080
+  polewatch demo --scenario person_down --speed 5
+  polewatch demo --once --scenario camera_tamper  # headless, exit 0 if the outcome holds
+"""
 # 'polewatch unit' exits with this to be restarted (systemd Restart=always) with a new config.
 EXIT_RESTART = 75  # EX_TEMPFAIL
 
@@ -54,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "validate-config",
+        epilog=VALIDATE_EXAMPLE,
+        formatter_class=ExampleFormatter,
         help="check board and site config files",
         description="Validate board and site config files without starting "
         "anything. Boards and sites given together are also checked "
@@ -69,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "unit",
+        epilog=UNIT_EXAMPLE,
+        formatter_class=ExampleFormatter,
         help="run the pole unit",
         description="Run the pole-unit runtime: cameras, detection, rules, "
         "deterrence, outbox and uplink. With the sim board it looks at "
@@ -96,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "receiver",
+        epilog=RECEIVER_EXAMPLE,
+        formatter_class=ExampleFormatter,
         help="run the receiver and its web console",
         description="Run the receiving centre: the CoAP endpoint that verifies, "
         "stores and acknowledges alarms, and the web console.",
@@ -134,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "sim",
+        epilog=SIM_EXAMPLE,
+        formatter_class=ExampleFormatter,
         help="run one simulated unit playing a scenario",
         description="Run one simulated unit playing a scenario against a running "
         "receiver, then check the scenario's expected outcome of "
@@ -168,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
+        epilog=DEMO_EXAMPLE,
+        formatter_class=ExampleFormatter,
         help="receiver + console + a simulated unit playing a scenario",
         description="Start a receiver with its console and one simulated unit "
         "playing a scenario; print the console's address and a line "

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from firmware.errors import HardwareError
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def add_flash_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "RP2040 I/O supervisor with mpy-cross and copies it to a Raspberry Pi Pico (running "
         "MicroPython) over USB with mpremote, then resets the Pico.",
         epilog=FLASH_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     p.add_argument(
         "--supervisor", action="store_true", help="install the RP2040 supervisor firmware"

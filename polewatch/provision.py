@@ -14,6 +14,7 @@ from host_tools.provision.identity import (
     provision_unit,
 )
 from host_tools.provision.oscore import ProvisionError
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def add_provision_parser(
         "(--receiver-keys) or its console URL (--receiver-url, registration API). Secrets are "
         "written owner-only and never printed.",
         epilog=PROVISION_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     p.add_argument("unit_id", metavar="UNIT_ID", help="the unit's id, as in its site config")
     p.add_argument("--unit-dir", type=Path, required=True, help="where to write the unit's context")

@@ -17,6 +17,7 @@ from firmware.errors import PolewatchError
 from host_tools.console.users import ROLES, UserError, Users, check_password
 from host_tools.receiver.audit import AuditLog
 from host_tools.receiver.store import ReceiverStore
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "user: create the first supervisor here. Passwords are read from the terminal, or as one "
         "line from stdin, never from the command line.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     p.add_argument("action", choices=["add", "passwd", "role", "disable", "enable", "list"])
     p.add_argument("name", nargs="?", metavar="NAME", help="the user's name")

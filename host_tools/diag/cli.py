@@ -18,6 +18,7 @@ from typing import Any
 from firmware.diag import protocol
 from host_tools.diag.client import DEFAULT_BAUDRATE, DiagClient
 from host_tools.diag.render import render, render_step, verdict
+from polewatch.helptext import ExampleFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def _add_command(
         help=spec.summary,
         description=f"{spec.summary}.",
         epilog=f"example:\n  polewatch diag --port {PORT_EXAMPLE} {spec.example}\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     for param in spec.params:
         kwargs: dict[str, Any] = {"help": param.help, "metavar": param.name.upper()}
@@ -72,7 +73,7 @@ def add_diag_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "sensors, self-test, output test, uplink and modem state, config, logs, restart. "
         "Without COMMAND it is an interactive shell with history and Tab completion.",
         epilog=DIAG_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     p.add_argument("--port", required=True, help=f"the serial device, e.g. {PORT_EXAMPLE}")
     p.add_argument(
@@ -115,7 +116,7 @@ def add_diag_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 description=f"{group} commands: {', '.join(subs)}.",
                 epilog="example:\n"
                 + "".join(f"  polewatch diag --port {PORT_EXAMPLE} {ex}\n" for ex in examples),
-                formatter_class=argparse.RawDescriptionHelpFormatter,
+                formatter_class=ExampleFormatter,
             )
             groups[group] = gp.add_subparsers(metavar="ACTION", title="actions", required=True)
         _add_command(groups[group], word, spec)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from polewatch.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "sim" / "scenarios" / "car_fire.toml"
@@ -60,11 +65,18 @@ def test_validate_config_cli(tmp_path: Path) -> None:
     assert f"{bad}: modem.shiny: unknown key" in result.stderr  # appended to the last table
 
 
-def test_every_subcommand_has_help() -> None:
-    for cmd in ("unit", "receiver", "sim", "demo", "validate-config"):
-        result = polewatch(cmd, "--help")
-        assert result.returncode == 0
-        assert "usage: polewatch " + cmd in result.stdout
+def test_every_subcommand_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(sub.choices) >= 11
+    for cmd in sub.choices:
+        with pytest.raises(SystemExit) as exit_:
+            main([cmd, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: polewatch " + cmd), cmd
+        _, found, examples = text.partition("example")
+        assert found and f"\n  polewatch {cmd}" in examples, f"{cmd}: no example in --help"
 
 
 def test_demo_prints_the_console_and_alarms_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def test_help_has_an_example(command: str, capsys: pytest.CaptureFixture[str]) -
     text = capsys.readouterr().out
     assert "examples:\n" in text
     example = text.split("examples:\n", 1)[1]
-    # RawDescriptionHelpFormatter keeps each example on its own line, as written
+    # ExampleFormatter keeps each example on its own line, as written
     assert f"  polewatch {command} " in example
     assert any(line.rstrip().endswith("\\") for line in example.splitlines()) or command == "slot"
 
