@@ -10,6 +10,7 @@ receiver = "1"                # Rrcvr, 1-6 hex digits
 line = "1"                    # Lpref, 1-6 hex digits
 key = "00112233445566778899AABBCCDDEEFF"  # optional: AES key as hex, 16/24/32 bytes
 accounts = { "pole-7" = "5678" }          # optional: another account for some units
+link_test_s = 60              # optional: a NULL link test after this long idle (0 = off)
 
 [[webhook]]
 name = "police"
@@ -42,6 +43,8 @@ _HEX = re.compile(r"[0-9A-Fa-f]+")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+LINK_TEST_MIN_S = 10.0  # DC-09 link tests: 0 (off) or this..LINK_TEST_MAX_S
+LINK_TEST_MAX_S = 86400.0
 
 
 def _hex(value: str, what: str, lo: int, hi: int) -> str:
@@ -84,6 +87,7 @@ class Dc09Target(Retry):
     accounts: dict[str, str] = Field(default_factory=dict)
     ack_timeout_s: Seconds = 10.0
     connect_timeout_s: Seconds = 10.0
+    link_test_s: float = 0.0  # a NULL message after this long without a frame; 0: off
 
     @field_validator("account")
     @classmethod
@@ -107,6 +111,16 @@ class Dc09Target(Retry):
             raise ValueError(
                 f"an AES key of 16, 24 or 32 bytes, as 32, 48 or 64 hex digits (got {len(v)} "
                 "characters)"
+            )
+        return v
+
+    @field_validator("link_test_s")
+    @classmethod
+    def _link_test(cls, v: float) -> float:
+        if v != 0 and not LINK_TEST_MIN_S <= v <= LINK_TEST_MAX_S:
+            raise ValueError(
+                f"must be 0 (no link tests) or {LINK_TEST_MIN_S:g}-{LINK_TEST_MAX_S:g} seconds "
+                f"(got {v:g})"
             )
         return v
 

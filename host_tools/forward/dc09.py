@@ -6,6 +6,8 @@ With a key, the id is starred (``"*SIA-DCS"``) and everything after the ``[`` is
 over random padding, ``|``, the data and the timestamp, sent as upper-case hex. The receiver
 answers ``ACK`` (the same sequence number), ``NAK`` (with its own time: the transmitter's clock
 is off, or the frame was bad) or ``DUH`` (it does not understand the message; do not resend).
+A ``NULL`` message (a link test, no event) carries sequence number 0000, as panels in the field
+send it and pysiaalarm's ACK echoes it: it is no event, so it takes no number from the events'.
 
 The receiving side this matches is pysiaalarm's (``pysiaalarm.event``), read field by field.
 """
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_ID = "SIA-DCS"
 NULL_ID = "NULL"  # a link test (supervision poll) with no event
+NULL_SEQUENCE = 0  # a link test's sequence number: 0000, outside the events' 0001-9999
 MAX_SEQUENCE = 9999
 MAX_TEXT = 64  # characters of alarm text ([I...] extended data); keeps a frame well under 1 KB
 TIME_FORMAT = "%H:%M:%S,%m-%d-%Y"
@@ -133,8 +136,9 @@ def build(
     key: bytes | None = None,
 ) -> bytes:
     """One transmitter frame; ``event`` None builds a NULL (link test) message."""
-    if not 1 <= sequence <= MAX_SEQUENCE:
-        raise ProtocolError(f"DC-09 sequence {sequence}: must be 1..{MAX_SEQUENCE}")
+    lowest = NULL_SEQUENCE if event is None else 1
+    if not lowest <= sequence <= MAX_SEQUENCE:
+        raise ProtocolError(f"DC-09 sequence {sequence}: must be {lowest}..{MAX_SEQUENCE}")
     data = event.data(account) if event is not None else "]"
     kind = MESSAGE_ID if event is not None else NULL_ID
     header = f"{sequence:04d}R{receiver}L{line}#{account}["
@@ -142,6 +146,13 @@ def build(
     if key is None:
         return frame(f'"{kind}"{header}{stamped}')
     return frame(f'"*{kind}"{header}{encrypt(key, stamped)}')
+
+
+def link_test(
+    account: str, receiver: str, line: str, when: datetime, key: bytes | None = None
+) -> bytes:
+    """A NULL message (link test): sequence 0000, no event, the time of ``when``."""
+    return build(None, NULL_SEQUENCE, account, receiver, line, when, key)
 
 
 def parse_response(raw: bytes, key: bytes | None = None) -> Response:

@@ -82,7 +82,7 @@ class Forwarder:
         self.queue.forget_seen(self.clock.now() - SEEN_KEPT_S)
         for target in self.config.targets:
             worker: Worker = (
-                Dc09Sender(target, self.queue, self.wall)
+                Dc09Sender(target, self.queue, self.wall, self.clock)
                 if isinstance(target, Dc09Target)
                 else WebhookSender(target, self.queue, self.wall)
             )

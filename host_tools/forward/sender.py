@@ -3,8 +3,15 @@
 The base :class:`Worker` owns the loop (stop-and-wait, retries with exponential backoff and
 jitter, a graceful stop that lets the item in flight finish); :class:`Dc09Sender` is the SIA DC-09
 transmitter over TCP: it keeps one connection while there is work, waits for the ACK of each frame
-before the next, follows the receiver's clock when a NAK carries it, and moves a message the
-receiver answers with DUH to the dead letters.
+before the next, follows the receiver's clock when a NAK carries it, moves a message the receiver
+answers with DUH to the dead letters, and, when the target has ``link_test_s``, sends a NULL
+message (a link test) whenever the link has carried no answered frame for that long.
+
+Link tests are supervision, not data: they are never queued, an alarm waiting in the queue always
+goes first (a queue that is not empty tests the link itself), and a failed one is not resent
+under its number: the next test is a new message, after the retry backoff (at most
+``link_test_s``). A failed test counts in ``failures`` and sets ``up`` false, like a failed
+delivery.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from firmware.clock import Clock, SystemClock
 from firmware.errors import ProtocolError, StorageError
 from host_tools.forward import dc09
 from host_tools.forward.config import Dc09Target, Retry
@@ -54,8 +62,11 @@ class Worker(ABC):
 
     kind = "target"
 
-    def __init__(self, name: str, queue: ForwardQueue, retry: Retry) -> None:
+    def __init__(
+        self, name: str, queue: ForwardQueue, retry: Retry, clock: Clock | None = None
+    ) -> None:
         self.name, self.queue, self.retry = name, queue, retry
+        self.clock: Clock = clock or SystemClock()  # times idle work (link tests); tests swap it
         self.delivered = 0  # since start, for the metrics
         self.failures = 0
         self.dead = 0
@@ -97,8 +108,12 @@ class Worker(ABC):
                 await self._pause(self.retry.retry_max_s)
                 continue
             if item is None:
+                due = self.idle_due()
+                if due is not None and self.clock.now() >= due:
+                    await self.idle()
+                    continue  # look at the queue again: an alarm may have come meanwhile
                 await self.close()  # nothing to do: do not hold a connection open
-                await self._wait_for_work()
+                await self._wait_for_work(due)
                 continue
             result = await self.deliver(item)
             try:
@@ -156,8 +171,13 @@ class Worker(ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _wait_for_work(self) -> None:
-        waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, self._stop)]
+    async def _wait_for_work(self, until: float | None = None) -> None:
+        """Wait for a wake-up, the stop, or the clock reaching ``until``."""
+        waiters: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(e.wait()) for e in (self._wake, self._stop)
+        ]
+        if until is not None:
+            waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -167,6 +187,13 @@ class Worker(ABC):
     @abstractmethod
     async def deliver(self, item: Item) -> Result:
         """Try once to hand ``item`` to the target."""
+
+    def idle_due(self) -> float | None:
+        """When (``clock`` time) :meth:`idle` is due while the queue is empty; None: never."""
+        return None
+
+    async def idle(self) -> None:  # noqa: B027 - optional: only DC-09 supervises its link
+        """Work for an empty queue, once :meth:`idle_due` has come (a link test)."""
 
     async def close(self) -> None:  # noqa: B027 - optional: not every target holds one
         """Release connections (the worker may start again later)."""
@@ -182,13 +209,19 @@ class Dc09Sender(Worker):
         target: Dc09Target,
         queue: ForwardQueue,
         wall: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(target.name, queue, target)
+        super().__init__(target.name, queue, target, clock)
         self.target = target
-        self.wall = wall  # this host's clock; a test may skew it
+        self.wall = wall  # this host's clock for the frames' timestamps; a test may skew it
         self.offset_s = 0.0  # the receiver's clock minus ours, learnt from NAKs
         self._key = target.key_bytes
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.link_tests = 0  # NULL messages the receiver acknowledged, since start
+        self.link_test_failures = 0
+        self._link_failed = 0  # in a row, for the backoff
+        # The link was last known good at the start: the first test is one interval later.
+        self._link_due = self.clock.now() + target.link_test_s if target.link_test_s else None
 
     @property
     def where(self) -> str:
@@ -208,7 +241,65 @@ class Dc09Sender(Worker):
     async def deliver(self, item: Item) -> Result:
         """Send one frame and wait for its answer."""
         sequence = await asyncio.to_thread(self.queue.sequence_for, item)
-        frame = self.frame_for(item, sequence)
+        result = await self._exchange(self.frame_for(item, sequence), sequence)
+        if result.outcome in (Outcome.DELIVERED, Outcome.DEAD):
+            self._link_good()  # the receiver answered: the link needs no test for a while
+        return result
+
+    def link_test_frame(self) -> bytes:
+        """A NULL message under the target's account, stamped with the (corrected) time of now."""
+        when = datetime.fromtimestamp(self.wall() + self.offset_s, UTC)
+        t = self.target
+        return dc09.link_test(t.account, t.receiver, t.line, when, self._key)
+
+    def idle_due(self) -> float | None:
+        """When the next link test is due (``clock`` time); None when link tests are off."""
+        return self._link_due
+
+    async def idle(self) -> None:
+        """Send a link test now."""
+        await self.link_test()
+
+    async def link_test(self) -> bool:
+        """Send a NULL message and wait for its ACK; record the outcome; True if acknowledged."""
+        result = await self._exchange(self.link_test_frame(), dc09.NULL_SEQUENCE)
+        quick = 0
+        while result.outcome is Outcome.RETRY_NOW and quick < MAX_QUICK_RETRIES:
+            quick += 1  # the clock was corrected from a NAK: a new test with the new time
+            result = await self._exchange(self.link_test_frame(), dc09.NULL_SEQUENCE)
+        if result.outcome is Outcome.DELIVERED:
+            if self.up is False:
+                logger.info("%s: link test to %s answered: the link is back", self.name, self.where)
+            self.link_tests += 1
+            self.up, self.last_error = True, None
+            self._link_good()
+            return True
+        if result.outcome is Outcome.DEAD:
+            # The receiver answered, so the path works, but it does not take link tests.
+            logger.error("%s: link test: %s; check the receiver's set-up", self.name, result.detail)
+            self.up = True
+            self._link_good()
+            return False
+        self.failures += 1
+        self.link_test_failures += 1
+        self._link_failed += 1
+        self.up, self.last_error = False, f"link test: {result.detail}"
+        if self._link_due is not None:
+            retry = min(self.backoff(self._link_failed), self.target.link_test_s)
+            self._link_due = self.clock.now() + retry
+        logger.warning(
+            "%s: link test failed (%d in a row): %s", self.name, self._link_failed, result.detail
+        )
+        return False
+
+    def _link_good(self) -> None:
+        """An answered frame: restart the link-test interval."""
+        self._link_failed = 0
+        if self._link_due is not None:
+            self._link_due = self.clock.now() + self.target.link_test_s
+
+    async def _exchange(self, frame: bytes, sequence: int) -> Result:
+        """Send one frame and read its answer: what it came to."""
         try:
             reader, writer = await self._connect()
             writer.write(frame)
