@@ -37,8 +37,6 @@ async def test_metrics_are_scraped_from_a_running_receiver(tmp_path: Path) -> No
     finally:
         await receiver.stop()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert {"polewatch_alarms", "polewatch_units", "polewatch_forward_queue_depth"} <= set(
-        families
-    )
+    assert {"polewatch_alarms", "polewatch_units", "polewatch_forward_queue_depth"} <= set(families)
     units = {s.labels["online"]: s.value for s in families["polewatch_units"].samples}
     assert sum(units.values()) == 1
