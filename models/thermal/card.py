@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from firmware.detect.thermal import DEFAULT_MODEL
 from models.thermal import dataset
 from models.thermal.evaluate import SENSOR_TITLES, lying_rows, table_rows
 
@@ -36,13 +37,18 @@ def _missing(result: dict[str, Any]) -> str:
     )
 
 
+def _version() -> str:
+    """The model's version, from its file name (polewatch_thermal_v3.tflite: v3)."""
+    return DEFAULT_MODEL.stem.rsplit("_", 1)[-1]
+
+
 def write_card(result: dict[str, Any], path: Path) -> None:
     """Render the card from a metrics result (the same dict the metrics JSON holds)."""
     info = result.get("data", {})
     timing = result.get("timing", {})
     objects = info.get("objects", {})
     lines = [
-        "# polewatch thermal detector v2 (`polewatch_thermal_v2.tflite`)",
+        f"# polewatch thermal detector {_version()} (`{DEFAULT_MODEL.name}`)",
         "",
         "Finds persons, vehicles and animals in thermal frames of a pole-mounted camera, and says",
         "whether a person is lying down. Fully int8 (input, weights, activations, outputs);",

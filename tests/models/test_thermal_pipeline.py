@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.detect.thermal import CLASSES, Heads, decode
+from firmware.detect.thermal import CLASSES, DEFAULT_MODEL, Heads, decode
 from models.thermal import evaluate, metrics
 from models.thermal.metrics import ClassResult, GroundTruth, Scored, match_image
 from models.thermal.targets import OUT_HW, encode
@@ -138,7 +138,7 @@ def test_card_reports_the_committed_metrics() -> None:
     person = result["sensors"]["lepton35"]["classes"]["person"]
     assert f"{person['precision']:.3f}" in card
     assert (MODEL_DIR / "labels.txt").read_text().split() == list(CLASSES)
-    assert result["model_bytes"] == (MODEL_DIR / "polewatch_thermal_v2.tflite").stat().st_size
+    assert result["model_bytes"] == (MODEL_DIR / DEFAULT_MODEL.name).stat().st_size
 
 
 @pytest.mark.xfail(strict=True, reason="thermal model below target (issue 4)")

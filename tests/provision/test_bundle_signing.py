@@ -13,10 +13,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from firmware.detect.thermal import DEFAULT_MODEL
 from host_tools.provision.bundle import MANIFEST, BundleError, build_bundle, verify_bundle
 from host_tools.provision.progress import Progress
 from polewatch.cli import main
 from tests.provision.provision_helpers import SIM_BOARD, MakeBundle, write_site
+
+MODEL = f"models/thermal/{DEFAULT_MODEL.name}"
 
 
 def _members(path: Path) -> dict[str, tarfile.TarInfo]:
@@ -32,7 +35,7 @@ def test_bundle_holds_every_part_and_verifies(
     names = set(bundle.files)
     assert bundle.release == "2025.11.1" and bundle.board == "sim" and bundle.unit == "pole-0042"
     assert {"config/board.toml", "config/site.toml", "requirements.txt"} <= names
-    assert "models/thermal/polewatch_thermal_v2.tflite" in names
+    assert MODEL in names
     assert {f"systemd/{u}" for u in ("polewatch.service", "polewatch-health.service")} <= names
     assert bundle.wheel.startswith("wheels/polewatch-") and bundle.wheel.endswith(".whl")
     # every file's hash is in the signed manifest, and the bytes match it
@@ -99,7 +102,7 @@ TAMPERS: dict[str, Callable[[Path], None]] = {
     "manifest": _in_data(MANIFEST, 0.5),
     "signature": _in_data("manifest.sig", 0.3),
     "site config": _in_data("config/site.toml", 0.4),
-    "model": _in_data("models/thermal/polewatch_thermal_v2.tflite", 0.7),
+    "model": _in_data(MODEL, 0.7),
     "wheel": lambda p: _in_data(_wheel_name(p), 0.5)(p),
     "padding": _padding_after("config/board.toml"),
     "header, checksum fixed": lambda p: _header_field(p, "requirements.txt", 265, b"mallory"),
@@ -164,9 +167,7 @@ def test_site_naming_a_file_outside_its_folder_is_refused(
         '[detection.thermal_model]\nmodel = "../model.tflite"\n\n[[rules]]',
     )
     site.write_text(text)
-    (tmp_path / "model.tflite").write_bytes(
-        (repo / "models/thermal/polewatch_thermal_v2.tflite").read_bytes()
-    )
+    (tmp_path / "model.tflite").write_bytes((repo / MODEL).read_bytes())
     with pytest.raises(BundleError, match="relative to its config's folder"):
         build_bundle(tmp_path / "x.pwb", SIM_BOARD, site, wheel, fleet_key)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware.detect.thermal import DEFAULT_MODEL
 from host_tools.provision.bundle import verify_bundle
 from host_tools.provision.install import (
     InstallError,
@@ -60,7 +61,7 @@ def test_first_install_onto_a_card_root(
     assert manifest["release"] == "r1"
     # code unpacked at the slot's root, models beside it: firmware finds its default model
     assert (slot / "firmware/runtime.py").is_file() and (slot / "polewatch/cli.py").is_file()
-    assert (slot / "models/thermal/polewatch_thermal_v2.tflite").is_file()
+    assert (slot / "models/thermal" / DEFAULT_MODEL.name).is_file()
     assert (slot / "config/site.toml").read_text() == (
         tmp_path / "site-pole-0042-r1/site.toml"
     ).read_text()
