@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 DEB_STAMP := build/.debian-deps
 
-.PHONY: setup demo demo-once test bench lint typecheck clean models
+.PHONY: setup demo demo-once test bench bench-fleet lint typecheck clean models
 
 setup: $(PY_STAMP) $(DEB_STAMP)
 
@@ -35,6 +35,15 @@ test: setup
 # Speed and size figures: build/bench/results.json and a table.
 bench: $(PY_STAMP)
 	$(BIN)/python -m polewatch.bench
+
+# A fleet of light units (uplink only) against the receiver, with a console session watching:
+# ingest rate, ack latency, lost/duplicated messages, page load; into the same results file.
+FLEET_UNITS ?= 1000
+FLEET_DURATION ?= 300
+FLEET_RECEIVERS ?= 1
+bench-fleet: $(PY_STAMP)
+	$(BIN)/python -m polewatch.bench_fleet --units $(FLEET_UNITS) --duration $(FLEET_DURATION) \
+		--receivers $(FLEET_RECEIVERS)
 
 # The thermal object detector: simulate data, train, int8-quantise, evaluate, write the card
 # (models/README.md). Needs the optional `train` extra (TensorFlow), which this installs.

@@ -56,6 +56,15 @@ UNITS = {
     "visible_pipeline_ms_per_frame": "ms",
     "visible_overhead_ratio": "x",
     "unit_rss_mb": "MB",
+    "fleet_ingest_msgs_per_s": "msg/s",
+    "fleet_ack_p50_ms": "ms",
+    "fleet_ack_p99_ms": "ms",
+    "fleet_lost": "msg",
+    "fleet_duplicates": "msg",
+    "fleet_console_load_p50_ms": "ms",
+    "fleet_console_load_p99_ms": "ms",
+    "fleet_units": "units",
+    "fleet_duration_s": "s",
 }
 
 
@@ -148,18 +157,24 @@ def main() -> int:
     figures.update(bench_sizes())
     figures.update(bench_demo())
     figures.update(bench_uplink())
+    write_results(figures, args.out)
+    return 0
+
+
+def write_results(figures: dict[str, float], out: Path = RESULTS) -> dict[str, float]:
+    """Merge ``figures`` into the results file (other keys kept), print the table, return all."""
     results: dict[str, float] = {}
-    if args.out.exists():
-        results = json.loads(args.out.read_text())
+    if out.exists():
+        results = json.loads(out.read_text())
     results.update({k: round(v, 4) for k, v in figures.items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     width = max(len(k) for k in results)
     print(f"{'figure':<{width}}  {'value':>12}  unit")
     for key in sorted(results):
         print(f"{key:<{width}}  {results[key]:>12.4g}  {UNITS.get(key, '')}")
-    print(f"written to {args.out}")
-    return 0
+    print(f"written to {out}")
+    return results
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from firmware.clock import SystemClock
 from firmware.config.site import ReceiverEndpoint, UplinkConfig
+from firmware.errors import NetworkError
 from firmware.uplink import protocol
 from firmware.uplink.client import UplinkClient
 from firmware.uplink.heartbeat import heartbeat_interval
@@ -100,7 +103,7 @@ async def latency(tmp: Path, alarms: int = 300) -> dict[str, float]:
         await receiver.stop()
     samples.sort()
     return {"alarm_latency_p50_ms": statistics.median(samples),
-            "alarm_latency_p99_ms": samples[int(len(samples) * 0.99) - 1]}  # fmt: skip
+            "alarm_latency_p99_ms": percentile(samples, 0.99)}  # fmt: skip
 
 
 async def ingest(tmp: Path, units: int = 40, seconds: float = 8.0) -> dict[str, float]:
@@ -114,11 +117,7 @@ async def ingest(tmp: Path, units: int = 40, seconds: float = 8.0) -> dict[str, 
     for n in range(units):
         provision_oscore(f"load-{n:03d}", keys / f"u{n}", keys)
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "polewatch", "receiver", "--db", str(keys / "r.sqlite"), "--coap",
-         f"127.0.0.1:{port}", "--no-console", "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    await asyncio.sleep(1.5)
+    proc = start_receiver_process(keys / "r.sqlite", port)
     for n in range(units):
         clients.append(UplinkClient(ReceiverEndpoint(host="127.0.0.1", port=port),
                                     keys / f"u{n}"))  # fmt: skip
@@ -142,9 +141,64 @@ async def ingest(tmp: Path, units: int = 40, seconds: float = 8.0) -> dict[str, 
     finally:
         for c in clients:
             await c.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop_receiver_process(proc)
     return {"receiver_ingest_msgs_per_s": rate}
+
+
+def _udp_bound(port: int) -> bool:
+    """Whether something holds UDP ``port`` on loopback (a plain bind fails then)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _tcp_listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_receiver_process(
+    db: Path, coap_port: int, http_port: int | None = None, timeout_s: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start ``polewatch receiver`` in its own process on loopback; return once it listens.
+
+    Its units' keys are in the database's directory; with ``http_port`` it serves the console.
+    Its warnings go to the database's name with ``.log``.
+    """
+    cmd = [sys.executable, "-m", "polewatch", "receiver", "--db", str(db),
+           "--coap", f"127.0.0.1:{coap_port}", "--log-level", "WARNING"]  # fmt: skip
+    cmd += ["--http", f"127.0.0.1:{http_port}"] if http_port is not None else ["--no-console"]
+    log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the receiver
+    with log.open("ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + timeout_s
+    while not (_udp_bound(coap_port) and (http_port is None or _tcp_listening(http_port))):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_receiver_process(proc)
+            tail = log.read_text(errors="replace")[-2000:]
+            raise NetworkError(f"receiver on 127.0.0.1:{coap_port} did not start: {tail}")
+        time.sleep(0.05)
+    return proc
+
+
+def stop_receiver_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a receiver started by :func:`start_receiver_process` (SIGTERM, then wait)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``samples``, nearest rank, as ``latency`` reports it."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
 
 
 def bench_uplink() -> dict[str, float]:

@@ -36,6 +36,7 @@ class LightUnit:
         self.unit_id, self.clock = unit_id, clock
         self.executed: list[tuple[protocol.CommandOp, str | None]] = []
         self.executed_at: list[float] = []  # clock time of each
+        self.raised: list[tuple[int, int]] = []  # (alarm id, msg id) of each alarm raised
         self.uplink = Uplink(
             receiver,
             config or UplinkConfig(),
@@ -56,7 +57,7 @@ class LightUnit:
         alarm_id = self.uplink.outbox.next_alarm_id()
         ref = f"{self.unit_id}/{alarm_id}"
         now_s = round(self.clock.now())
-        self.uplink.commit(
+        msg_id = self.uplink.commit(
             lambda msg_id: protocol.Alarm(
                 msg_id=msg_id,
                 time_s=now_s,
@@ -68,6 +69,7 @@ class LightUnit:
             priority,
             ref,
         )
+        self.raised.append((alarm_id, msg_id))
         return ref
 
     def _execute(
