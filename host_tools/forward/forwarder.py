@@ -9,6 +9,7 @@ it has queued and queues what is missing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -115,7 +116,7 @@ class Forwarder:
             self.queue = None
 
     def on_alarm(self, record: AlarmRecord, msg: protocol.Message | None) -> None:
-        """The receiver's alarm hook: queue what a committed message changed.
+        """Queue what a committed message changed, here and now (blocks for the queue's fsync).
 
         A queue that cannot be written is logged, not raised: the receiver has committed the
         alarm and must acknowledge it; the next start's catch-up queues it.
@@ -125,11 +126,27 @@ class Forwarder:
         except StorageError as exc:
             logger.error("%s: not queued for forwarding: %s", record.ref, exc)
 
+    async def hand_on(self, record: AlarmRecord, msg: protocol.Message | None) -> None:
+        """The receiver's hook, awaited before the unit is acknowledged: as :meth:`on_alarm`, with
+        the queue's write (an fsync) in a thread so that the event loop serves other units."""
+        try:
+            _, names = await asyncio.to_thread(self._put, record, phase_of(record, msg))
+        except StorageError as exc:
+            logger.error("%s: not queued for forwarding: %s", record.ref, exc)
+            return
+        self._wake(names)
+
     def offer(self, record: AlarmRecord, phase: str) -> list[int]:
         """Queue one alarm event for every target that takes it; return the queue item ids."""
+        ids, names = self._put(record, phase)
+        self._wake(names)
+        return ids
+
+    def _put(self, record: AlarmRecord, phase: str) -> tuple[list[int], list[str]]:
+        """Queue the event (thread-safe: the queue locks); the ids and the targets to wake."""
         queue = self.require_queue()
         if phase == "open" and record.unit_state == "closed" and queue.was_seen(record.id, "close"):
-            return []  # an opening that arrived after its closing: the targets have the end
+            return [], []  # an opening that arrived after its closing: the targets have the end
         entries: list[tuple[str, str, str]] = []
         for target in self.config.dc09:
             code = sia_code(record.event, phase, record.test)
@@ -143,15 +160,17 @@ class Forwarder:
             )
             entries.extend((t.name, record.ref, body) for t in self.config.webhook)
         if not entries:
-            return []
+            return [], []
         seen = (record.id, phase) if phase in ("open", "close") else None
         ids = queue.put(entries, self.clock.now(), seen)
         if ids:
             logger.info("%s: %s queued for %s", record.ref, phase, ", ".join(e[0] for e in entries))
-        for name, _, _ in entries:
+        return ids, [name for name, _, _ in entries]
+
+    def _wake(self, names: list[str]) -> None:
+        for name in names:
             if name in self.workers:
                 self.workers[name].wake()
-        return ids
 
     def catch_up(self, store: ReceiverStore) -> int:
         """Queue openings and closings the receiver committed but this queue never got."""

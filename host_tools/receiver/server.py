@@ -10,7 +10,7 @@ import logging
 import socket
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,9 @@ FILTERED_LOGGERS = ("coap-server", "asyncio")  # see rejects.UnparsableFilter
 # Called with each queue entry the receiver commits, and the message that did it (None when the
 # receiver itself raised it: a unit offline or back).
 AlarmHook = Callable[[AlarmRecord, protocol.Message | None], None]
+# The same, awaited before the unit is acknowledged (durable hand-offs: the forwarder's queue).
+DurableHook = Callable[[AlarmRecord, protocol.Message | None], Awaitable[None]]
+Changed = list[tuple[AlarmRecord, protocol.Message | None]]
 
 
 class RequireOscore(OscoreSiteWrapper):  # type: ignore[misc]
@@ -143,7 +146,7 @@ class UplinkResource(resource.Resource):  # type: ignore[misc]
         except StorageError as exc:
             logger.error("cannot store msg %d of %s: %s", msg.msg_id, unit, exc)
             return _error(aiocoap.INTERNAL_SERVER_ERROR, "storage unavailable; retry")
-        self.receiver.took(msg, result)
+        await self.receiver.hand_on(self.receiver.took(msg, result))
         for cmd in result.commands:
             logger.info(
                 "%s: command %d (%s) delivered on the ack of msg %d",
@@ -201,6 +204,7 @@ class Receiver:
         self.store: ReceiverStore | None = None
         self.bus = EventBus()
         self.hooks: list[AlarmHook] = []
+        self.durable_hooks: list[DurableHook] = []
         self.rejects = Rejects()
         self.keys: UnitKeys | None = None
         self._filter = UnparsableFilter(self.rejects)
@@ -226,17 +230,19 @@ class Receiver:
             raise RuntimeError("the receiver is not started")
         return self.store
 
-    def took(self, msg: protocol.Message, result: Ingested) -> None:
-        """Log, publish and hand on what a committed message changed."""
+    def took(self, msg: protocol.Message, result: Ingested) -> Changed:
+        """Log and publish what a committed message changed; return it for :meth:`hand_on`."""
+        changed: Changed = []
         if result.duplicate:
             self.duplicates += 1
         else:
             self.ingested[msg.KIND.name.lower()] += 1
         if result.restored is not None:
             self._publish(result.restored, f"unit {msg.unit_id} is back (restore)")
+            changed.append((result.restored, None))
         if result.duplicate:
             logger.info("%s: msg %d is a duplicate; acknowledged again", msg.unit_id, msg.msg_id)
-            return
+            return changed
         if result.alarm is not None:
             phase = (
                 msg.phase.name.lower() if isinstance(msg, protocol.Alarm) else msg.KIND.name.lower()
@@ -252,6 +258,7 @@ class Receiver:
             self.bus.publish({"type": "alarm", "alarm": result.alarm.to_json()})
             for hook in self.hooks:
                 hook(result.alarm, msg)
+            changed.append((result.alarm, msg))
         if result.command is not None:
             cmd = result.command
             logger.info(
@@ -263,6 +270,13 @@ class Receiver:
                 f": {cmd.detail}" if cmd.detail else "",
             )
             self.bus.publish({"type": "command", "command": cmd.to_json()})
+        return changed
+
+    async def hand_on(self, changed: Changed) -> None:
+        """Await the durable hooks for each changed alarm (before the unit is acknowledged)."""
+        for record, msg in changed:
+            for hook in self.durable_hooks:
+                await hook(record, msg)
 
     def _publish(self, record: AlarmRecord, what: str) -> None:
         logger.warning("%s: %s", record.ref, what)
@@ -311,6 +325,7 @@ class Receiver:
             try:
                 for record in await asyncio.to_thread(store.overdue, self.clock.now()):
                     self._publish(record, f"unit {record.unit_id} is offline ({record.detail})")
+                    await self.hand_on([(record, None)])
             except StorageError as exc:
                 logger.error("supervision: %s", exc)
 
@@ -323,7 +338,7 @@ class Receiver:
             queue = self.db_path.with_name(self.db_path.stem + ".forward.sqlite")
             self.forwarder = Forwarder(self.forward, queue, self.clock)
             await self.forwarder.start(store)
-            self.hooks.append(self.forwarder.on_alarm)
+            self.durable_hooks.append(self.forwarder.hand_on)
         from host_tools.receiver.audit import AuditLog
 
         audit = [("audit", AuditLog(store).delete_before)]
@@ -337,7 +352,7 @@ class Receiver:
             await asyncio.gather(self._retention, return_exceptions=True)
             self._retention = None
         if self.forwarder is not None:
-            self.hooks.remove(self.forwarder.on_alarm)
+            self.durable_hooks.remove(self.forwarder.hand_on)
             await self.forwarder.stop()
             self.forwarder = None
 
