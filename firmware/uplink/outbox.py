@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.errors import StorageError
-from firmware.storage import open_sqlite
+from firmware.storage import in_transaction, open_sqlite
 
 logger = logging.getLogger(__name__)
 
@@ -97,22 +95,19 @@ class Outbox:
 
     def commit(self, priority: int, ref: str, build: Callable[[int], bytes], now: float) -> int:
         """Allocate a message id, build the payload with it, and commit both; return the id."""
+
+        def write() -> tuple[int, bytes]:
+            msg_id = self._next("msg")
+            payload = build(msg_id)
+            self._db.execute(
+                "INSERT INTO outbox (msg_id, priority, created, ref, payload) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (msg_id, priority, now, ref, payload),
+            )
+            return msg_id, payload
+
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                msg_id = self._next("msg")
-                payload = build(msg_id)
-                self._db.execute(
-                    "INSERT INTO outbox (msg_id, priority, created, ref, payload) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (msg_id, priority, now, ref, payload),
-                )
-                self._db.execute("COMMIT")
-            except BaseException as exc:
-                self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"outbox {self.path}: {exc}") from exc
-                raise
+            msg_id, payload = in_transaction(self._db, write, f"outbox {self.path}")
         logger.info(
             "%s: committed to outbox as msg %d (priority %d, %d bytes)",
             ref,

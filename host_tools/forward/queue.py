@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from firmware.errors import StorageError
-from firmware.storage import open_sqlite
+from firmware.storage import in_transaction, open_sqlite
 from host_tools.forward.dc09 import MAX_SEQUENCE
 
 logger = logging.getLogger(__name__)
@@ -78,17 +78,7 @@ class ForwardQueue:
 
     def _write(self, fn: Callable[[], T]) -> T:
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                result = fn()
-                self._db.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"forward queue {self.path}: {exc}") from exc
-                raise
+            return in_transaction(self._db, fn, f"forward queue {self.path}")
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:

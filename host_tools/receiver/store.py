@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from firmware.errors import StorageError
-from firmware.storage import open_sqlite
+from firmware.storage import in_transaction, open_sqlite
 from firmware.uplink import protocol
 
 logger = logging.getLogger(__name__)
@@ -186,17 +186,7 @@ class ReceiverStore:
     def _write(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` in one immediate transaction; roll back on any error."""
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                result = fn(*args)
-                self._db.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"receiver database {self.path}: {exc}") from exc
-                raise
+            return in_transaction(self._db, lambda: fn(*args), f"receiver database {self.path}")
 
     # --- for modules that keep their own tables in this database (workflow, users, audit) ---
 
