@@ -247,7 +247,9 @@ def _provision(names: list[str], units_dir: Path, keys: Path, progress: Progress
             progress(f"provisioned {n}/{len(names)} units ({time.monotonic() - t0:.0f} s)")
 
 
-def _stored(db: Path) -> tuple[Counter[tuple[str, int]], Counter[tuple[str, int]]]:
+def stored_alarms(
+    db: Path | str,
+) -> tuple[Counter[tuple[str, int]], Counter[tuple[str, int]]]:
     """How often each (unit, alarm id) and each (unit, msg id) of a unit's alarm was stored."""
     store = ReceiverStore(db)
     try:
@@ -367,7 +369,7 @@ async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> 
     ack_ms = [a for res in results.values() for a in res.ack_ms]
     if not raised or not ack_ms or not console.samples_ms:
         raise PolewatchError("fleet bench: nothing was measured (run longer or alarm more often)")
-    alarms, msgs = _stored(db)
+    alarms, msgs = stored_alarms(db)
     lost = sum(1 for unit, alarm_id, msg_id in raised
                if (unit, alarm_id) not in alarms or (unit, msg_id) not in msgs)  # fmt: skip
     duplicates = sum(n - 1 for n in alarms.values() if n > 1)

@@ -145,7 +145,7 @@ async def ingest(tmp: Path, units: int = 40, seconds: float = 8.0) -> dict[str, 
     return {"receiver_ingest_msgs_per_s": rate}
 
 
-def _udp_bound(port: int) -> bool:
+def udp_bound(port: int) -> bool:
     """Whether something holds UDP ``port`` on loopback (a plain bind fails then)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
@@ -161,21 +161,36 @@ def _tcp_listening(port: int) -> bool:
 
 
 def start_receiver_process(
-    db: Path, coap_port: int, http_port: int | None = None, timeout_s: float = 60.0
+    db: Path | str,
+    coap_port: int,
+    http_port: int | None = None,
+    timeout_s: float = 60.0,
+    keys: Path | None = None,
+    instance: int = 0,
 ) -> subprocess.Popen[bytes]:
     """Start ``polewatch receiver`` in its own process on loopback; return once it listens.
 
-    Its units' keys are in the database's directory; with ``http_port`` it serves the console.
-    Its warnings go to the database's name with ``.log``.
+    ``db`` is an SQLite file or a PostgreSQL URL. Its units' keys are in ``keys`` (default: the
+    SQLite file's directory); with ``http_port`` it serves the console. Its warnings go to a
+    ``.log`` file there (the database's name, or ``receiver-PORT`` on PostgreSQL).
     """
     cmd = [sys.executable, "-m", "polewatch", "receiver", "--db", str(db),
            "--coap", f"127.0.0.1:{coap_port}", "--log-level", "WARNING"]  # fmt: skip
     cmd += ["--http", f"127.0.0.1:{http_port}"] if http_port is not None else ["--no-console"]
-    log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the receiver
+    if keys is not None:
+        cmd += ["--keys", str(keys)]
+    if instance:
+        cmd += ["--instance", str(instance)]
+    if isinstance(db, Path):
+        log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the receiver
+    elif keys is not None:
+        log = keys / f"receiver-{coap_port}.log"
+    else:
+        raise ValueError("a receiver on PostgreSQL needs its key directory")
     with log.open("ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + timeout_s
-    while not (_udp_bound(coap_port) and (http_port is None or _tcp_listening(http_port))):
+    while not (udp_bound(coap_port) and (http_port is None or _tcp_listening(http_port))):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_receiver_process(proc)
             tail = log.read_text(errors="replace")[-2000:]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from firmware.errors import PolewatchError
+from host_tools.receiver.database import database_arg, default_database
 from host_tools.receiver.endpoint import Endpoint
 from polewatch.helptext import ExampleFormatter
 
@@ -132,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--db",
-        type=Path,
-        default=Path("var/receiver.sqlite"),
-        help="SQLite database (default var/receiver.sqlite)",
+        type=database_arg,
+        default=default_database(),
+        metavar="FILE|URL",
+        help="the receiver's database: an SQLite file, or postgresql://USER@HOST/NAME for "
+        "several receivers (default $POLEWATCH_DB, else var/receiver.sqlite)",
     )
     p.add_argument(
         "--keys",
@@ -159,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="forwarding file (TOML): SIA DC-09 and webhook targets, retention periods",
+    )
+    p.add_argument(
+        "--instance",
+        type=int,
+        default=0,
+        choices=range(256),
+        metavar="N",
+        help="this receiver's number (0..255) among several on one PostgreSQL database: each "
+        "must have its own, so that their OSCORE replies never share a nonce (default 0)",
     )
     _add_logging(p)
 
@@ -318,7 +330,12 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
     forward = load_forward_config(args.forward) if args.forward else None
     receiver = Receiver(
-        args.db, args.coap, None if args.no_console else args.http, args.keys, forward=forward
+        args.db,
+        args.coap,
+        None if args.no_console else args.http,
+        args.keys,
+        forward=forward,
+        instance=args.instance,
     )
 
     async def main() -> None:

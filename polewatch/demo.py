@@ -148,7 +148,7 @@ def report(result: DemoResult) -> int:
     return 0
 
 
-def _demo_login(db_path: Path) -> str:
+def _demo_login(db_path: Path | str) -> str:
     """Make a one-off console account with a random password (demo only; never a default)."""
     import secrets
 

@@ -3,10 +3,13 @@
 #   chromium - headless browser for the console tests (driven by Playwright)
 #   socat    - pty pairs for the serial (Modbus RTU, modem, diagnostics) tests
 #   alsa-utils - aplay, for the audio backend's tests (played to ALSA's null device)
+#   postgresql - initdb/pg_ctl for a scratch server, for the receiver's PostgreSQL storage tests
+#   nginx-light, libnginx-mod-stream - nginx's UDP load balancer, in front of two receivers in
+#                the receiver failover test
 # Needs root (or sudo). Without either it says what to install and carries on: the tests that need
 # a missing package skip with a reason.
 set -u
-packages=(chromium socat alsa-utils)
+packages=(chromium socat alsa-utils postgresql nginx-light libnginx-mod-stream)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -10,10 +10,49 @@ from pathlib import Path
 
 import pytest
 
+from polewatch.scratch_postgres import PostgresUnavailable, ScratchPostgres
 from tests.helpers import poll_until
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ScratchPostgres]:
+    """One throwaway PostgreSQL server for the whole run (Debian's binaries, loopback)."""
+    try:
+        server = ScratchPostgres().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ScratchPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the test server, for one test."""
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    return postgres_server.create_database(f"t{next(_DB_NUMBERS)}_{name}")
+
+
+_DB_NUMBERS = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The receiver database engine a storage test runs on: each runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def receiver_db(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where a test's receiver database is: an SQLite file, or a fresh PostgreSQL database."""
+    if engine == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return tmp_path / "receiver.sqlite"
 
 
 @pytest.fixture

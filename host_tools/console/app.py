@@ -179,7 +179,9 @@ def create_app(
     """
     app = web.Application(middlewares=[_errors, auth.auth_middleware])
     app[_STORE] = store
-    lists = load_checklists(checklists or store.path.parent / OVERRIDE_NAME)
+    # Next to an SQLite file; with PostgreSQL, in the receiver's key directory.
+    local = store.directory or keys_dir
+    lists = load_checklists(checklists or (local / OVERRIDE_NAME if local else None))
     app[CONSOLE] = Console(
         store=store,
         bus=bus,
@@ -220,7 +222,7 @@ async def _check_users(app: web.Application) -> None:
         logger.warning(
             "the console has no users: create the first with "
             "'polewatch user add NAME --role supervisor --db %s'",
-            app[_STORE].path,
+            app[_STORE].where,
         )
 
 

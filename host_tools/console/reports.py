@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import io
 import logging
-import sqlite3
 import statistics
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from aiohttp import web
 from host_tools.console.auth import requires
 from host_tools.console.forms import InputError, error_response
 from host_tools.console.state import CONSOLE
+from host_tools.receiver.database import Connection
 from host_tools.receiver.store import ReceiverStore
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _stats(values: list[float]) -> tuple[float | None, float | None, float | Non
 def response_times(store: ReceiverStore, since: float, until: float) -> list[dict[str, Any]]:
     """Per priority: alarms received in [since, until), and their acknowledge/dispatch times."""
 
-    def query(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    def query(db: Connection) -> list[Any]:
         return db.execute(
             "SELECT a.priority, a.received_at, w.acknowledged_at, w.dispatched_at "
             "FROM alarms a LEFT JOIN alarm_workflow w ON w.alarm = a.id "
@@ -92,7 +92,7 @@ def response_times(store: ReceiverStore, since: float, until: float) -> list[dic
 def false_alarms(store: ReceiverStore, since: float, until: float) -> dict[str, Any]:
     """Outcomes of the alarms resolved in [since, until), per unit and per rule."""
 
-    def query(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    def query(db: Connection) -> list[Any]:
         return db.execute(
             "SELECT a.unit_id, COALESCE(a.rule, a.event) AS rule, w.outcome "
             "FROM alarms a JOIN alarm_workflow w ON w.alarm = a.id "

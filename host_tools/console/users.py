@@ -11,7 +11,6 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from firmware.errors import PolewatchError
+from host_tools.receiver.database import Connection, IntegrityError
 from host_tools.receiver.store import ReceiverStore
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash  TEXT PRIMARY KEY,
-    user        TEXT NOT NULL REFERENCES users (name),
+    "user"      TEXT NOT NULL REFERENCES users (name),
     csrf        TEXT NOT NULL,
     created     REAL NOT NULL,
     seen        REAL NOT NULL,
@@ -130,13 +130,13 @@ class Users:
         check_role(role)
         pw_hash = self.hasher.hash(check_password(password, name))
 
-        def insert(db: sqlite3.Connection) -> None:
+        def insert(db: Connection) -> None:
             try:
                 db.execute(
                     "INSERT INTO users (name, role, pw_hash, created) VALUES (?, ?, ?, ?)",
                     (name, role, pw_hash, now),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise UserError("name", f"user {name!r} exists already") from None
 
         self.store.write(insert)
@@ -181,7 +181,7 @@ class Users:
             check_role(role)
         pw_hash = self.hasher.hash(check_password(password, name)) if password is not None else None
 
-        def change(db: sqlite3.Connection) -> User:
+        def change(db: Connection) -> User:
             row = db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise UserError("name", f"no user {name!r}")
@@ -205,7 +205,7 @@ class Users:
                 "WHERE name = ?",
                 (new_role, int(new_disabled), pw_hash, name),
             )
-            db.execute("DELETE FROM sessions WHERE user = ?", (name,))
+            db.execute('DELETE FROM sessions WHERE "user" = ?', (name,))
             return User(name, new_role, user.created, new_disabled)
 
         user = self.store.write(change)
@@ -242,14 +242,14 @@ class Users:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
 
-        def insert(db: sqlite3.Connection) -> None:
+        def insert(db: Connection) -> None:
             # Sessions past their lifetime are deleted whenever someone logs in.
             db.execute(
                 "DELETE FROM sessions WHERE seen < ? OR created < ?",
                 (now - SESSION_IDLE_S, now - SESSION_MAX_S),
             )
             db.execute(
-                "INSERT INTO sessions (token_hash, user, csrf, created, seen, remote) "
+                'INSERT INTO sessions (token_hash, "user", csrf, created, seen, remote) '
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (_hash(token), user.name, csrf, now, now, remote),
             )
@@ -263,7 +263,7 @@ class Users:
         row = self.store.read(
             lambda db: db.execute(
                 "SELECT s.csrf, s.created AS s_created, s.seen, u.* FROM sessions s "
-                "JOIN users u ON u.name = s.user WHERE s.token_hash = ?",
+                'JOIN users u ON u.name = s."user" WHERE s.token_hash = ?',
                 (key,),
             ).fetchone()
         )
@@ -291,5 +291,5 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: Any) -> User:
     return User(row["name"], row["role"], float(row["created"]), bool(row["disabled"]))

@@ -11,11 +11,11 @@ import getpass
 import logging
 import sys
 import time
-from pathlib import Path
 
 from firmware.errors import PolewatchError
 from host_tools.console.users import ROLES, UserError, Users, check_password
 from host_tools.receiver.audit import AuditLog
+from host_tools.receiver.database import database_arg, default_database
 from host_tools.receiver.store import ReceiverStore
 from polewatch.helptext import ExampleFormatter
 
@@ -46,9 +46,11 @@ def add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--role", choices=ROLES, help="add, role: the user's role")
     p.add_argument(
         "--db",
-        type=Path,
-        default=Path("var/receiver.sqlite"),
-        help="the receiver's database (default var/receiver.sqlite)",
+        type=database_arg,
+        default=default_database(),
+        metavar="FILE|URL",
+        help="the receiver's database: an SQLite file, or postgresql://USER@HOST/NAME for "
+        "several receivers (default $POLEWATCH_DB, else var/receiver.sqlite)",
     )
 
 

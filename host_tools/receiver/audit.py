@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from host_tools.receiver.database import Connection
 from host_tools.receiver.store import ReceiverStore
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     id          INTEGER PRIMARY KEY,
     at          REAL NOT NULL,
-    user        TEXT,
+    "user"      TEXT,
     role        TEXT,
     action      TEXT NOT NULL,
     target      TEXT,
@@ -71,10 +71,10 @@ class AuditLog:
     ) -> int:
         """Append one record; return its id."""
 
-        def insert(db: sqlite3.Connection) -> int:
+        def insert(db: Connection) -> int:
             cur = db.execute(
-                "INSERT INTO audit (at, user, role, action, target, outcome, detail, remote) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO audit (at, "user", role, action, target, outcome, detail, remote) '
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     at,
                     user,
@@ -86,7 +86,7 @@ class AuditLog:
                     remote,
                 ),
             )
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
         pk = self.store.write(insert)
         logger.info(
@@ -108,9 +108,9 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Newest first; ``before`` pages back from a record id."""
 
-        def query(db: sqlite3.Connection) -> list[sqlite3.Row]:
+        def query(db: Connection) -> list[Any]:
             return db.execute(
-                "SELECT * FROM audit WHERE (? IS NULL OR id < ?) AND (? IS NULL OR user = ?) "
+                'SELECT * FROM audit WHERE (? IS NULL OR id < ?) AND (? IS NULL OR "user" = ?) '
                 "AND (? IS NULL OR action LIKE ? || '%') ORDER BY id DESC LIMIT ?",
                 (before, before, user, user, action, action, limit),
             ).fetchall()
@@ -124,7 +124,7 @@ class AuditLog:
         )
 
 
-def _audit(row: sqlite3.Row) -> AuditRecord:
+def _audit(row: Any) -> AuditRecord:
     data = dict(row)
     data["detail"] = json.loads(data["detail"]) if data["detail"] else None
     return AuditRecord(**data)

@@ -27,6 +27,7 @@ from firmware.errors import ConfigError, NetworkError, ProtocolError, StorageErr
 from firmware.uplink import protocol
 from host_tools.receiver import rejects as R
 from host_tools.receiver.bus import EventBus
+from host_tools.receiver.database import is_postgres
 from host_tools.receiver.endpoint import Endpoint
 from host_tools.receiver.rejects import Rejects, UnparsableFilter
 from host_tools.receiver.retention import RetentionConfig, run_retention
@@ -36,6 +37,7 @@ from host_tools.receiver.units import UnitKeys, close_all, unit_of
 if TYPE_CHECKING:
     from host_tools.forward.config import ForwardConfig
     from host_tools.forward.forwarder import Forwarder
+    from host_tools.receiver.postgres import EventRelay
 
 logger = logging.getLogger(__name__)
 
@@ -189,16 +191,22 @@ class Receiver:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | str,
         coap: Endpoint,
         http: Endpoint | None,
         keys_dir: Path | None = None,
         supervise_every_s: float = 1.0,
         clock: Clock | None = None,
         forward: ForwardConfig | None = None,
+        instance: int = 0,
     ) -> None:
         self.db_path, self.coap, self.http = db_path, coap, http
-        self.keys_dir = keys_dir if keys_dir is not None else db_path.parent
+        if keys_dir is None:
+            if is_postgres(db_path):
+                raise ConfigError("a receiver on PostgreSQL needs its key directory (--keys)")
+            keys_dir = Path(db_path).parent
+        self.keys_dir = keys_dir
+        self.instance = instance  # this receiver's number among those sharing a database
         self.supervise_every_s = supervise_every_s  # real seconds between supervision checks
         self.clock: Clock = clock or SystemClock()  # a simulated one in simulations
         self.store: ReceiverStore | None = None
@@ -211,6 +219,7 @@ class Receiver:
         self._coap_ctx: aiocoap.Context | None = None
         self._web: web.AppRunner | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self.relay: EventRelay | None = None  # console events to and from other receivers
         # Onward delivery and retention, from the --forward file (retention defaults without it).
         self.forward = forward
         self.retention: RetentionConfig = forward.retention if forward else RetentionConfig()
@@ -335,7 +344,10 @@ class Receiver:
         if self.forward is not None and self.forward.targets:
             from host_tools.forward.forwarder import Forwarder
 
-            queue = self.db_path.with_name(self.db_path.stem + ".forward.sqlite")
+            # Each receiver's own outbox: it forwards what it took in itself.
+            local = store.directory or self.keys_dir
+            stem = Path(self.db_path).stem if store.directory else "receiver"
+            queue = local / f"{stem}.forward.sqlite"
             self.forwarder = Forwarder(self.forward, queue, self.clock)
             await self.forwarder.start(store)
             self.durable_hooks.append(self.forwarder.hand_on)
@@ -360,7 +372,7 @@ class Receiver:
         """Open the database and the units' keys, bind CoAP, start supervision and the console."""
         self.store = ReceiverStore(self.db_path)
         try:
-            self.keys = UnitKeys(self.keys_dir, self.rejects)
+            self.keys = UnitKeys(self.keys_dir, self.rejects, self.instance)
             site = resource.Site()
             site.add_resource([], UplinkResource(self))  # the root: no Uri-Path bytes
             site.add_resource(["c"], ConfigResource(self))
@@ -381,13 +393,18 @@ class Receiver:
         for name in FILTERED_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
         try:
+            if self.store.db.shared:
+                from host_tools.receiver.postgres import EventRelay
+
+                self.relay = EventRelay(str(self.db_path), self.bus)
+                await self.relay.start()
             await self._start_forwarding()
         except BaseException:
             await self.stop()
             raise
         self._supervisor = asyncio.create_task(self._supervise(), name="supervision")
         logger.info(
-            "receiver listening on coap://%s/ (OSCORE), database %s", self.coap, self.db_path
+            "receiver listening on coap://%s/ (OSCORE), database %s", self.coap, self.store.where
         )
         if self.http is not None:
             from host_tools.console.app import create_app
@@ -426,6 +443,9 @@ class Receiver:
             close_all(self.keys)
             self.keys = None
         await self._stop_forwarding()
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -1,4 +1,4 @@
-"""The receiver's storage: SQLite in WAL mode.
+"""The receiver's storage: SQLite in WAL mode for one receiver, PostgreSQL for several.
 
 A message is acknowledged only after :meth:`ReceiverStore.ingest` has committed it. Deduplication
 is by (unit, message id): a unit that resends after a lost acknowledgement gets a second
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from firmware.errors import StorageError
-from firmware.storage import in_transaction, open_sqlite
 from firmware.uplink import protocol
+from host_tools.receiver.database import Connection, Database, SqliteDatabase, open_database
 
 logger = logging.getLogger(__name__)
 
@@ -170,45 +167,53 @@ class Ingested:
 
 
 class ReceiverStore:
-    """SQLite storage of messages, alarms, units and commands. Thread-safe."""
+    """Storage of messages, alarms, units and commands. Thread-safe.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = open_sqlite(path, _SCHEMA, "receiver database")
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
+    ``location`` is an SQLite file's path or a ``postgresql://`` URL (see
+    :func:`~host_tools.receiver.database.open_database`).
+    """
+
+    def __init__(self, location: Path | str) -> None:
+        self.location = location
+        self.db: Database = open_database(location)
+        try:
+            self.db.migrate(_SCHEMA)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The database file, or its URL without the password (what ``--db`` takes)."""
+        return self.db.where
+
+    @property
+    def directory(self) -> Path | None:
+        """The SQLite file's directory (where its companion files go); None for PostgreSQL."""
+        return self.db.path.parent if isinstance(self.db, SqliteDatabase) else None
+
+    @property
+    def label(self) -> str:
+        """Where the database is, for messages (no password)."""
+        return self.db.label
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
-
-    def _write(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` in one immediate transaction; roll back on any error."""
-        with self._lock:
-            return in_transaction(self._db, lambda: fn(*args), f"receiver database {self.path}")
+        self.db.close()
 
     # --- for modules that keep their own tables in this database (workflow, users, audit) ---
 
     def migrate(self, schema: str) -> None:
-        """Apply a module's ``CREATE TABLE IF NOT EXISTS`` script (outside any transaction)."""
-        with self._lock:
-            try:
-                self._db.executescript(schema)
-            except sqlite3.Error as exc:
-                raise StorageError(f"receiver database {self.path}: {exc}") from exc
+        """Apply a module's ``CREATE TABLE IF NOT EXISTS`` script."""
+        self.db.migrate(schema)
 
-    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn(connection)`` in one immediate transaction; roll back on any error."""
-        return self._write(fn, self._db)  # type: ignore[no-any-return]
+    def write(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn(connection)`` in one transaction; roll back on any error."""
+        return self.db.write(fn)
 
-    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn(connection)`` under the store's lock (rows are :class:`sqlite3.Row`)."""
-        with self._lock:
-            try:
-                return fn(self._db)
-            except sqlite3.Error as exc:
-                raise StorageError(f"receiver database {self.path}: {exc}") from exc
+    def read(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn(connection)`` for reading (rows by index or column name)."""
+        return self.db.read(fn)
 
     # --- ingest --------------------------------------------------------------------------------
 
@@ -218,37 +223,37 @@ class ReceiverStore:
         Commands waiting for the unit are taken in the same transaction, for its acknowledgement.
         """
 
-        def both() -> Ingested:
-            result = self._ingest(msg, received_at)
-            commands = self._take(msg.unit_id, received_at, limit=MAX_COMMANDS_PER_ACK)
+        def both(c: Connection) -> Ingested:
+            result = self._ingest(c, msg, received_at)
+            commands = self._take(c, msg.unit_id, received_at, limit=MAX_COMMANDS_PER_ACK)
             return replace(result, commands=tuple(commands)) if commands else result
 
-        return self._write(both)  # type: ignore[no-any-return]
+        return self.db.write(both)
 
-    def _ingest(self, msg: protocol.Message, received_at: float) -> Ingested:
-        restored = self._heard(msg, received_at)
+    def _ingest(self, c: Connection, msg: protocol.Message, received_at: float) -> Ingested:
+        restored = self._heard(c, msg, received_at)
         if isinstance(msg, protocol.Heartbeat):
             return Ingested(duplicate=False, restored=restored)  # not stored: the next one comes
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO messages (unit_id, msg_id, kind, received_at) "
-            "VALUES (?, ?, ?, ?)",
+        cur = c.execute(
+            "INSERT INTO messages (unit_id, msg_id, kind, received_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (msg.unit_id, msg.msg_id, int(msg.KIND), received_at),
         )
         if cur.rowcount == 0:
             return Ingested(duplicate=True, restored=restored)
         alarm = command = None
         if isinstance(msg, protocol.Alarm):
-            alarm = self._apply_alarm(msg, received_at)
+            alarm = self._apply_alarm(c, msg, received_at)
         elif isinstance(msg, protocol.Fault | protocol.Restore):
-            alarm = self._apply_fault(msg, received_at)
+            alarm = self._apply_fault(c, msg, received_at)
         elif isinstance(msg, protocol.CommandResult):
-            command = self._apply_result(msg, received_at)
+            command = self._apply_result(c, msg, received_at)
         return Ingested(duplicate=False, alarm=alarm, restored=restored, command=command)
 
-    def _heard(self, msg: protocol.Message, now: float) -> AlarmRecord | None:
+    def _heard(self, c: Connection, msg: protocol.Message, now: float) -> AlarmRecord | None:
         """Any message is a sign of life; a heartbeat also says when the next is due."""
         unit = msg.unit_id
-        row = self._db.execute("SELECT * FROM units WHERE unit_id = ?", (unit,)).fetchone()
+        row = c.execute("SELECT * FROM units WHERE unit_id = ?", (unit,)).fetchone()
         reporting = float(row["reporting_s"]) if row else DEFAULT_REPORTING_S
         next_due = row["next_due"] if row else None
         health = row["health"] if row else None
@@ -259,7 +264,7 @@ class ReceiverStore:
             report = {k: getattr(msg, k) for k in fields}
             report["modem"] = msg.modem.name.lower().replace("_", "-")  # registered, no-sim, ...
             health = json.dumps(report)
-        self._db.execute(
+        c.execute(
             "INSERT INTO units (unit_id, last_heard, next_due, reporting_s, online, health) "
             "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (unit_id) DO UPDATE SET "
             "last_heard = excluded.last_heard, next_due = excluded.next_due, "
@@ -267,13 +272,13 @@ class ReceiverStore:
             (unit, now, next_due, reporting, health),
         )
         if row is not None and not row["online"]:
-            return self._close_queue_entry(unit, "offline", int(row["offline_n"]), now)
+            return self._close_queue_entry(c, unit, "offline", int(row["offline_n"]), now)
         return None
 
-    def _apply_alarm(self, msg: protocol.Alarm, received_at: float) -> AlarmRecord:
+    def _apply_alarm(self, c: Connection, msg: protocol.Alarm, received_at: float) -> AlarmRecord:
         unit_time = float(msg.time_s)
         closed = msg.phase == protocol.Phase.CLOSE
-        row = self._db.execute(
+        row = c.execute(
             "SELECT id FROM alarms WHERE unit_id = ? AND source = 'alarm' AND alarm_id = ?",
             (msg.unit_id, msg.alarm_id),
         ).fetchone()
@@ -284,36 +289,40 @@ class ReceiverStore:
         if row is None:
             # Any phase may arrive first (reordering): the alarm is built from what it carries.
             opened = float(msg.started_s or msg.time_s)
-            cur = self._db.execute(
-                "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, rule, "
-                "state, unit_state, opened_at, received_at, updated_at, closed_at, max_temp_c, "
-                "box, actions, suppressed, test) "
-                "VALUES (?, 'alarm', ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    msg.unit_id,
-                    msg.alarm_id,
-                    msg.event.name.lower(),
-                    msg.priority,
-                    msg.zone,
-                    msg.rule,
-                    "closed" if closed else "open",
-                    opened,
-                    received_at,
-                    unit_time,
-                    unit_time if closed else None,
-                    temp,
-                    box,
-                    actions or "[]",
-                    suppressed or "[]",
-                    int(msg.test),
-                ),
+            pk = int(
+                c.execute(
+                    "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, rule, "
+                    "state, unit_state, opened_at, received_at, updated_at, closed_at, "
+                    "max_temp_c, box, actions, suppressed, test) "
+                    "VALUES (?, 'alarm', ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id",
+                    (
+                        msg.unit_id,
+                        msg.alarm_id,
+                        msg.event.name.lower(),
+                        msg.priority,
+                        msg.zone,
+                        msg.rule,
+                        "closed" if closed else "open",
+                        opened,
+                        received_at,
+                        unit_time,
+                        unit_time if closed else None,
+                        temp,
+                        box,
+                        actions or "[]",
+                        suppressed or "[]",
+                        int(msg.test),
+                    ),
+                ).fetchone()[0]
             )
-            pk = int(cur.lastrowid or 0)
         else:
             pk = int(row["id"])
-            self._db.execute(
-                "UPDATE alarms SET updated_at = MAX(updated_at, ?), "
-                "max_temp_c = MAX(COALESCE(max_temp_c, ?), COALESCE(?, max_temp_c)), "
+            greatest = self.db.greatest
+            c.execute(
+                f"UPDATE alarms SET updated_at = {greatest('updated_at', '?')}, "
+                "max_temp_c = "
+                f"{greatest('COALESCE(max_temp_c, ?)', 'COALESCE(?, max_temp_c)')}, "
                 "box = COALESCE(?, box), "
                 "unit_state = CASE WHEN ? THEN 'closed' ELSE unit_state END, "
                 "closed_at = CASE WHEN ? THEN ? ELSE closed_at END, "
@@ -321,19 +330,20 @@ class ReceiverStore:
                 "WHERE id = ?",
                 (unit_time, temp, temp, box, closed, closed, unit_time, actions, suppressed, pk),
             )
-        self._db.execute(
+        c.execute(
             "INSERT INTO alarm_events (alarm, msg_id, phase, unit_time, received_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (pk, msg.msg_id, msg.phase.name.lower(), unit_time, received_at),
         )
-        return self._get(pk)
+        return self._get(c, pk)
 
     def _apply_fault(
-        self, msg: protocol.Fault | protocol.Restore, received_at: float
+        self, c: Connection, msg: protocol.Fault | protocol.Restore, received_at: float
     ) -> AlarmRecord:
         unit_time = float(msg.time_s)
         if isinstance(msg, protocol.Restore):
             return self._close_queue_entry(
+                c,
                 msg.unit_id,
                 "fault",
                 msg.fault_id,
@@ -341,7 +351,7 @@ class ReceiverStore:
                 event=f"fault:{msg.code.name.lower()}",
             )
         detail = " ".join(x for x in (msg.subject, msg.detail) if x) or None
-        cur = self._db.execute(
+        cur = c.execute(
             "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
             "unit_state, opened_at, received_at, updated_at, actions, suppressed, detail) "
             "VALUES (?, 'fault', ?, ?, ?, '-', 'new', 'open', ?, ?, ?, '[]', '[]', ?) "
@@ -358,29 +368,37 @@ class ReceiverStore:
                 detail,
             ),
         )
-        return self._get(int(cur.fetchone()[0]))
+        return self._get(c, int(cur.fetchone()[0]))
 
     def _close_queue_entry(
-        self, unit: str, source: str, number: int, when: float, event: str = "offline"
+        self,
+        c: Connection,
+        unit: str,
+        source: str,
+        number: int,
+        when: float,
+        event: str = "offline",
     ) -> AlarmRecord:
-        cur = self._db.execute(
+        cur = c.execute(
             "UPDATE alarms SET unit_state = 'closed', closed_at = ?, updated_at = ? "
             "WHERE unit_id = ? AND source = ? AND alarm_id = ? RETURNING id",
             (when, when, unit, source, number),
         ).fetchone()
         if cur is None:  # a restore whose fault never arrived (or was deleted): record both
-            cur = self._db.execute(
+            cur = c.execute(
                 "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
                 "unit_state, opened_at, received_at, updated_at, closed_at, actions, "
                 "suppressed) VALUES (?, ?, ?, ?, ?, '-', 'new', 'closed', ?, ?, ?, ?, '[]', "
                 "'[]') RETURNING id",
                 (unit, source, number, event, FAULT_PRIORITY, when, when, when, when),
             ).fetchone()
-        return self._get(int(cur[0]))
+        return self._get(c, int(cur[0]))
 
-    def _apply_result(self, msg: protocol.CommandResult, now: float) -> CommandRecord | None:
+    def _apply_result(
+        self, c: Connection, msg: protocol.CommandResult, now: float
+    ) -> CommandRecord | None:
         state = msg.status.name.lower()
-        row = self._db.execute(
+        row = c.execute(
             "UPDATE commands SET state = ?, detail = ?, done_at = ? "
             "WHERE id = ? AND unit_id = ? RETURNING id",
             (state, msg.detail, now, msg.command_id, msg.unit_id),
@@ -388,48 +406,52 @@ class ReceiverStore:
         if row is None:
             logger.warning("%s: result for unknown command %d", msg.unit_id, msg.command_id)
             return None
-        return self._command(int(row[0]))
+        return _command_by_id(c, int(row[0]))
 
     # --- supervision ---------------------------------------------------------------------------
 
     def overdue(self, now: float) -> list[AlarmRecord]:
-        """Mark units silent past their reporting time offline; return the queue entries raised."""
-        return self._write(self._overdue, now)  # type: ignore[no-any-return]
+        """Mark units silent past their reporting time offline; return the queue entries raised.
 
-    def _overdue(self, now: float) -> list[AlarmRecord]:
-        rows = self._db.execute(
-            "SELECT unit_id, last_heard, offline_n FROM units "
-            "WHERE online = 1 AND last_heard + reporting_s < ?",
-            (now,),
-        ).fetchall()
-        raised = []
-        for row in rows:
-            n = int(row["offline_n"]) + 1
-            self._db.execute(
-                "UPDATE units SET online = 0, offline_n = ? WHERE unit_id = ?", (n, row["unit_id"])
-            )
-            cur = self._db.execute(
-                "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, state, "
-                "unit_state, opened_at, received_at, updated_at, actions, suppressed, detail) "
-                "VALUES (?, 'offline', ?, 'offline', ?, '-', 'new', 'open', ?, ?, ?, '[]', '[]',"
-                " ?) RETURNING id",
-                (
-                    row["unit_id"],
-                    n,
-                    OFFLINE_PRIORITY,
-                    now,
-                    now,
-                    now,
-                    f"silent since {row['last_heard']:.0f}",
-                ),
-            )
-            raised.append(self._get(int(cur.fetchone()[0])))
-        return raised
+        With several receivers each one runs this; the database lets one raise each entry.
+        """
+
+        def sweep(c: Connection) -> list[AlarmRecord]:
+            rows = c.execute(
+                "SELECT unit_id, last_heard, offline_n FROM units "
+                "WHERE online = 1 AND last_heard + reporting_s < ?",
+                (now,),
+            ).fetchall()
+            raised = []
+            for row in rows:
+                n = int(row["offline_n"]) + 1
+                c.execute(
+                    "UPDATE units SET online = 0, offline_n = ? WHERE unit_id = ?",
+                    (n, row["unit_id"]),
+                )
+                cur = c.execute(
+                    "INSERT INTO alarms (unit_id, source, alarm_id, event, priority, zone, "
+                    "state, unit_state, opened_at, received_at, updated_at, actions, "
+                    "suppressed, detail) VALUES (?, 'offline', ?, 'offline', ?, '-', 'new', "
+                    "'open', ?, ?, ?, '[]', '[]', ?) RETURNING id",
+                    (
+                        row["unit_id"],
+                        n,
+                        OFFLINE_PRIORITY,
+                        now,
+                        now,
+                        now,
+                        f"silent since {row['last_heard']:.0f}",
+                    ),
+                )
+                raised.append(self._get(c, int(cur.fetchone()[0])))
+            return raised
+
+        return self.db.write(sweep)
 
     def units(self) -> list[dict[str, Any]]:
         """Every unit's supervision state and last reported health."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM units ORDER BY unit_id").fetchall()
+        rows = self.db.read(lambda c: c.execute("SELECT * FROM units ORDER BY unit_id").fetchall())
         return [
             {
                 **dict(r),
@@ -446,34 +468,34 @@ class ReceiverStore:
     ) -> CommandRecord:
         """Queue an operator command for a unit's next uplink."""
 
-        def insert() -> CommandRecord:
-            cur = self._db.execute(
+        def insert(c: Connection) -> CommandRecord:
+            cur = c.execute(
                 "INSERT INTO commands (unit_id, op, arg, created, expires, state) "
-                "VALUES (?, ?, ?, ?, ?, 'queued')",
+                "VALUES (?, ?, ?, ?, ?, 'queued') RETURNING id",
                 (unit_id, int(op), arg, now, now + ttl_s),
             )
-            return self._command(int(cur.lastrowid or 0))
+            return _command_by_id(c, int(cur.fetchone()[0]))
 
-        return self._write(insert)  # type: ignore[no-any-return]
+        return self.db.write(insert)
 
-    def _take(self, unit_id: str, now: float, limit: int) -> list[protocol.Command]:
+    def _take(self, c: Connection, unit_id: str, now: float, limit: int) -> list[protocol.Command]:
         """Pending commands to ride on this unit's acknowledgement; expired ones are closed.
 
         A command stays pending until its result arrives, so a lost acknowledgement only delays
         it; the unit recognises a command it already carried out by its id.
         """
-        self._db.execute(
+        c.execute(
             "UPDATE commands SET state = 'expired', done_at = ? "
             "WHERE unit_id = ? AND state IN ('queued', 'sent') AND expires <= ?",
             (now, unit_id, now),
         )
-        rows = self._db.execute(
+        rows = c.execute(
             "SELECT id, op, arg, expires FROM commands WHERE unit_id = ? AND state IN "
             "('queued', 'sent') ORDER BY id LIMIT ?",
             (unit_id, limit),
         ).fetchall()
         for r in rows:
-            self._db.execute(
+            c.execute(
                 "UPDATE commands SET state = 'sent', sent_count = sent_count + 1 WHERE id = ?",
                 (r["id"],),
             )
@@ -486,98 +508,102 @@ class ReceiverStore:
 
     def commands(self, unit_id: str | None = None, limit: int = 100) -> list[CommandRecord]:
         """Recent commands, newest first."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self.db.read(
+            lambda c: c.execute(
                 "SELECT * FROM commands WHERE ? IS NULL OR unit_id = ? ORDER BY id DESC LIMIT ?",
                 (unit_id, unit_id, limit),
             ).fetchall()
+        )
         return [_command(r) for r in rows]
 
     def put_config(self, unit_id: str, text: str, now: float) -> int:
         """Store a new site config version for a unit; return its version number."""
 
-        def insert() -> int:
-            row = self._db.execute(
+        def insert(c: Connection) -> int:
+            row = c.execute(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM unit_configs WHERE unit_id = ?",
                 (unit_id,),
             ).fetchone()
             version = int(row[0])
-            self._db.execute(
+            c.execute(
                 "INSERT INTO unit_configs (unit_id, version, text, created) VALUES (?, ?, ?, ?)",
                 (unit_id, version, text, now),
             )
             return version
 
-        return self._write(insert)  # type: ignore[no-any-return]
+        return self.db.write(insert)
 
     def config(self, unit_id: str, version: int) -> str | None:
         """A stored site config version of a unit."""
-        with self._lock:
-            row = self._db.execute(
+        row = self.db.read(
+            lambda c: c.execute(
                 "SELECT text FROM unit_configs WHERE unit_id = ? AND version = ?",
                 (unit_id, version),
             ).fetchone()
+        )
         return None if row is None else str(row[0])
-
-    def _command(self, pk: int) -> CommandRecord:
-        return _command(self._db.execute("SELECT * FROM commands WHERE id = ?", (pk,)).fetchone())
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _get(self, pk: int) -> AlarmRecord:
-        row = self._db.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
-        return _record(row)
+    def _get(self, c: Connection, pk: int) -> AlarmRecord:
+        return _record(c.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone())
 
     def alarm(self, pk: int) -> AlarmRecord | None:
         """One queue entry by its receiver id."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
+        row = self.db.read(
+            lambda c: c.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
+        )
         return _record(row) if row else None
 
     def alarms(self, limit: int = 200) -> list[AlarmRecord]:
         """The alarm queue: by priority, then oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self.db.read(
+            lambda c: c.execute(
                 "SELECT * FROM alarms ORDER BY priority, received_at, id LIMIT ?", (limit,)
             ).fetchall()
+        )
         return [_record(r) for r in rows]
 
     def timeline(self, pk: int) -> list[dict[str, Any]]:
         """The messages an alarm was built from, in order of receipt."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self.db.read(
+            lambda c: c.execute(
                 "SELECT msg_id, phase, unit_time, received_at FROM alarm_events "
                 "WHERE alarm = ? ORDER BY id",
                 (pk,),
             ).fetchall()
+        )
         return [dict(r) for r in rows]
 
     def message_count(self, unit_id: str | None = None) -> int:
         """How many distinct (non-heartbeat) messages were stored."""
-        with self._lock:
-            row = self._db.execute(
+        row = self.db.read(
+            lambda c: c.execute(
                 "SELECT COUNT(*) FROM messages WHERE ? IS NULL OR unit_id = ?", (unit_id, unit_id)
             ).fetchone()
+        )
         return int(row[0])
 
     # --- forwarding, metrics and retention -----------------------------------------------------
 
     def alarms_since(self, since: float) -> list[AlarmRecord]:
         """Queue entries received, updated or closed at or after ``since``, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self.db.read(
+            lambda c: c.execute(
                 "SELECT * FROM alarms WHERE received_at >= ? OR updated_at >= ? "
                 "OR closed_at >= ? ORDER BY id",
                 (since, since, since),
             ).fetchall()
+        )
         return [_record(r) for r in rows]
 
     def alarm_counts(self) -> dict[tuple[str, str], int]:
         """How many queue entries there are per (workflow state, unit state)."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self.db.read(
+            lambda c: c.execute(
                 "SELECT state, unit_state, COUNT(*) FROM alarms GROUP BY state, unit_state"
             ).fetchall()
+        )
         return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     def delete_older_than(
@@ -591,34 +617,33 @@ class ReceiverStore:
         """
         clauses, args = [], []
         if units is not None:
-            clauses.append(f"unit_id IN ({','.join('?' * len(units))})")
+            clauses.append(f"unit_id IN ({','.join('?' * len(units))})" if units else "FALSE")
             args.extend(units)
         if exclude:
             clauses.append(f"unit_id NOT IN ({','.join('?' * len(exclude))})")
             args.extend(exclude)
-        which = " AND ".join(clauses) or "1"
+        which = " AND ".join(clauses) or "TRUE"
+        last = self.db.greatest("received_at", "updated_at", "COALESCE(closed_at, 0)")
+        # Every table whose rows belong to an alarm (its timeline, the operators' workflow and
+        # actions on it) loses them first.
+        dependants = self.db.references("alarms")
 
-        def delete() -> dict[str, int]:
-            old = (
-                f"SELECT id FROM alarms WHERE {which} AND unit_state = 'closed' "
-                "AND MAX(received_at, updated_at, COALESCE(closed_at, 0)) < ?"
-            )
+        def delete(c: Connection) -> dict[str, int]:
+            old = f"SELECT id FROM alarms WHERE {which} AND unit_state = 'closed' AND {last} < ?"
             counts: dict[str, int] = {"alarm_events": 0}
-            # Every table whose rows belong to an alarm (its timeline, the operators' workflow
-            # and actions on it) loses them first.
-            for table, column in self._alarm_dependants():
-                n = self._db.execute(
+            for table, column in dependants:
+                n = c.execute(
                     f'DELETE FROM "{table}" WHERE "{column}" IN ({old})', (*args, cutoff)
                 ).rowcount
                 counts[table] = counts.get(table, 0) + n
-            counts["alarms"] = self._db.execute(
+            counts["alarms"] = c.execute(
                 f"DELETE FROM alarms WHERE id IN ({old})", (*args, cutoff)
             ).rowcount
             counts |= {
-                "messages": self._db.execute(
+                "messages": c.execute(
                     f"DELETE FROM messages WHERE {which} AND received_at < ?", (*args, cutoff)
                 ).rowcount,
-                "commands": self._db.execute(
+                "commands": c.execute(
                     f"DELETE FROM commands WHERE {which} AND state NOT IN ('queued', 'sent') "
                     "AND COALESCE(done_at, expires) < ?",
                     (*args, cutoff),
@@ -626,20 +651,10 @@ class ReceiverStore:
             }
             return counts
 
-        return self._write(delete)  # type: ignore[no-any-return]
-
-    def _alarm_dependants(self) -> list[tuple[str, str]]:
-        """(table, column) of every foreign key that references ``alarms``."""
-        found = []
-        tables = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        for (table,) in tables:
-            for fk in self._db.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
-                if fk["table"] == "alarms":
-                    found.append((str(table), str(fk["from"])))
-        return found
+        return self.db.write(delete)
 
 
-def _record(row: sqlite3.Row) -> AlarmRecord:
+def _record(row: Any) -> AlarmRecord:
     data = dict(row)
     data["box"] = json.loads(data["box"]) if data["box"] else None
     data["actions"] = json.loads(data["actions"] or "[]")
@@ -648,7 +663,11 @@ def _record(row: sqlite3.Row) -> AlarmRecord:
     return AlarmRecord(**data)
 
 
-def _command(row: sqlite3.Row) -> CommandRecord:
+def _command(row: Any) -> CommandRecord:
     data = dict(row)
     data["op"] = protocol.CommandOp(data["op"]).name.lower()
     return CommandRecord(**data)
+
+
+def _command_by_id(c: Connection, pk: int) -> CommandRecord:
+    return _command(c.execute("SELECT * FROM commands WHERE id = ?", (pk,)).fetchone())

@@ -18,6 +18,36 @@ from host_tools.receiver.rejects import Rejects
 logger = logging.getLogger(__name__)
 
 CLAIM_PREFIX = "unit:"
+# Several receivers hold copies of the same contexts. A receiver answers with its own sequence
+# number (a fresh nonce) when it cannot reuse the request's, as in Echo recovery; each instance
+# numbers from its own range, so two never encrypt under the same nonce. OSCORE's partial IV has
+# 40 bits: 256 instances of 2**32 numbers each.
+INSTANCE_RANGE = 2**32
+MAX_INSTANCES = 256
+
+
+def reserve_sequence_range(context_dir: Path, instance: int) -> None:
+    """Move a context's next sender sequence number into ``instance``'s range (if below it).
+
+    Instance 0 (a single receiver) keeps aiocoap's numbering as it is.
+    """
+    if not 0 <= instance < MAX_INSTANCES:
+        raise ValueError(f"receiver instance {instance}: must be 0..{MAX_INSTANCES - 1}")
+    if instance == 0:
+        return
+    path = context_dir / "sequence.json"
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        state = {"next-to-send": 0, "received": "unknown"}
+    start, end = instance * INSTANCE_RANGE, (instance + 1) * INSTANCE_RANGE
+    if not start <= int(state["next-to-send"]) < end:
+        # The replay window may be another instance's: "unknown" makes aiocoap rebuild it
+        # (Echo recovery), which never accepts a replay.
+        state = {"next-to-send": start, "received": "unknown"}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
 
 
 class _CountingContext:
@@ -48,9 +78,10 @@ class UnitKeys(CredentialsMap):  # type: ignore[misc]
     thousands of units.
     """
 
-    def __init__(self, receiver_dir: Path, rejects: Rejects) -> None:
+    def __init__(self, receiver_dir: Path, rejects: Rejects, instance: int = 0) -> None:
         super().__init__()
         self.rejects = rejects
+        self.instance = instance
         self.units_dir = receiver_units_dir(receiver_dir)
         self.by_kid: dict[bytes, tuple[str, Any]] = {}
         self._scanned_mtime: float | None = None
@@ -67,7 +98,8 @@ class UnitKeys(CredentialsMap):  # type: ignore[misc]
                 self.add(info["unit_id"], bytes.fromhex(info["kid_hex"]), meta.parent / "oscore")
 
     def add(self, unit_id: str, kid: bytes, context_dir: Path) -> None:
-        """Load one unit's context."""
+        """Load one unit's context (in this receiver instance's sequence number range)."""
+        reserve_sequence_range(context_dir, self.instance)
         ctx = load_context(context_dir)
         logger.info("unit %s: OSCORE context loaded (key id %s)", unit_id, kid.hex())
         ctx.authenticated_claims = [CLAIM_PREFIX + unit_id]

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from firmware.errors import PolewatchError
+from host_tools.receiver.database import Connection
 from host_tools.receiver.store import AlarmRecord, ReceiverStore, _record
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS alarm_actions (
     id          INTEGER PRIMARY KEY,
     alarm       INTEGER NOT NULL REFERENCES alarms (id),
     at          REAL NOT NULL,
-    user        TEXT NOT NULL,
+    "user"      TEXT NOT NULL,
     action      TEXT NOT NULL,
     detail      TEXT
 );
@@ -136,7 +136,7 @@ class Workflow:
         order = "w.resolved_at DESC, a.id DESC" if resolved else "a.priority, a.received_at, a.id"
         where = "a.state = 'resolved'" if resolved else "a.state != 'resolved'"
 
-        def query(db: sqlite3.Connection) -> list[sqlite3.Row]:
+        def query(db: Connection) -> list[Any]:
             return db.execute(
                 "SELECT a.*, " + ", ".join(f"w.{c}" for c in _WF_COLUMNS) + " FROM alarms a "
                 f"LEFT JOIN alarm_workflow w ON w.alarm = a.id WHERE {where} "
@@ -149,8 +149,8 @@ class Workflow:
     def alarm_json(self, pk: int) -> dict[str, Any] | None:
         """One entry as the queue lists it (with its workflow summary)."""
 
-        def query(db: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = db.execute(
+        def query(db: Connection) -> Any:
+            row: Any = db.execute(
                 "SELECT a.*, " + ", ".join(f"w.{c}" for c in _WF_COLUMNS) + " FROM alarms a "
                 "LEFT JOIN alarm_workflow w ON w.alarm = a.id WHERE a.id = ?",
                 (pk,),
@@ -166,9 +166,9 @@ class Workflow:
         if data is None:
             return None
 
-        def query(db: sqlite3.Connection) -> list[sqlite3.Row]:
+        def query(db: Connection) -> list[Any]:
             return db.execute(
-                "SELECT at, user, action, detail FROM alarm_actions WHERE alarm = ? ORDER BY id",
+                'SELECT at, "user", action, detail FROM alarm_actions WHERE alarm = ? ORDER BY id',
                 (pk,),
             ).fetchall()
 
@@ -179,10 +179,10 @@ class Workflow:
         ]
         return data
 
-    def _json_of_joined(self, row: sqlite3.Row) -> dict[str, Any]:
+    def _json_of_joined(self, row: Any) -> dict[str, Any]:
         data = dict(row)
         wf = {c: data.pop(c) for c in _WF_COLUMNS}
-        record = _record(data)  # type: ignore[arg-type]  # a dict reads like a Row here
+        record = _record(data)
         out = record.to_json()
         checklist = json.loads(wf["checklist"]) if wf["checklist"] else []
         if not checklist:  # never acted on: the kind's checklist as it stands now
@@ -210,13 +210,13 @@ class Workflow:
         """Add an entry to an alarm's operator actions without changing its state."""
         self.store.write(
             lambda db: db.execute(
-                "INSERT INTO alarm_actions (alarm, at, user, action, detail) "
+                'INSERT INTO alarm_actions (alarm, at, "user", action, detail) '
                 "VALUES (?, ?, ?, ?, ?)",
                 (pk, now, user, action, json.dumps(detail) if detail else None),
             )
         )
 
-    def _act(self, db: sqlite3.Connection, pk: int, user: str, step: Step, now: float) -> bool:
+    def _act(self, db: Connection, pk: int, user: str, step: Step, now: float) -> bool:
         row = db.execute("SELECT * FROM alarms WHERE id = ?", (pk,)).fetchone()
         if row is None:
             return False
@@ -321,7 +321,7 @@ class Workflow:
             db.execute("UPDATE alarms SET state = ? WHERE id = ?", (new_state, pk))
         for action, detail in log:
             db.execute(
-                "INSERT INTO alarm_actions (alarm, at, user, action, detail) "
+                'INSERT INTO alarm_actions (alarm, at, "user", action, detail) '
                 "VALUES (?, ?, ?, ?, ?)",
                 (pk, now, user, action, json.dumps(detail) if detail else None),
             )

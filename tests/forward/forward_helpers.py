@@ -162,9 +162,9 @@ async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ReceiverStore]:
-    """An empty receiver store."""
-    s = ReceiverStore(tmp_path / "receiver.sqlite")
+def store(receiver_db: Path | str) -> Iterator[ReceiverStore]:
+    """An empty receiver store, on SQLite and on PostgreSQL."""
+    s = ReceiverStore(receiver_db)
     yield s
     s.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 from firmware.clock import SystemClock
@@ -90,9 +89,9 @@ def test_rows_that_reference_an_alarm_go_with_it(store: ReceiverStore, commit: A
     old, _ = commit(1, received_at=now - 100 * DAY_S)
     commit(1, phase=CLOSE, received_at=now - 100 * DAY_S)
     kept, _ = commit(2, received_at=now)
-    with sqlite3.connect(store.path) as db:
-        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, alarm INTEGER REFERENCES alarms)")
-        db.executemany("INSERT INTO notes (alarm) VALUES (?)", [(old.id,), (kept.id,)])
+    store.migrate("CREATE TABLE notes (id INTEGER PRIMARY KEY, alarm INTEGER REFERENCES alarms)")
+    for pk in (old.id, kept.id):
+        store.write(lambda c, pk=pk: c.execute("INSERT INTO notes (alarm) VALUES (?)", (pk,)))
     audit_cutoffs: list[float] = []
     deleted = purge(
         store,
@@ -102,5 +101,5 @@ def test_rows_that_reference_an_alarm_go_with_it(store: ReceiverStore, commit: A
     )
     assert deleted["notes"] == 1 and deleted["alarms"] == 1 and deleted["audit"] == 3
     assert audit_cutoffs == [now - 90 * DAY_S]
-    with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT alarm FROM notes").fetchall() == [(kept.id,)]
+    notes = store.read(lambda c: c.execute("SELECT alarm FROM notes").fetchall())
+    assert [n[0] for n in notes] == [kept.id]

@@ -26,9 +26,9 @@ Login = Callable[..., Coroutine[Any, Any, str]]
 
 
 @pytest.fixture
-def console_store(tmp_path: Path) -> Iterator[ReceiverStore]:
-    """An empty receiver store in a temporary directory."""
-    store = ReceiverStore(tmp_path / "receiver.sqlite")
+def console_store(receiver_db: Path | str) -> Iterator[ReceiverStore]:
+    """An empty receiver store, on SQLite and on PostgreSQL (the storage suite runs on both)."""
+    store = ReceiverStore(receiver_db)
     yield store
     store.close()
 

@@ -81,7 +81,8 @@ def clock() -> ManualClock:
 async def served(
     console_store: ReceiverStore, console_bus: EventBus, clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[tuple[str, web.Application]]:
-    (tmp_path / "checklists.toml").write_text(CHECKLISTS)  # next to the database: an override
+    # An override next to the SQLite file; on PostgreSQL, in the receiver's key directory.
+    (tmp_path / "checklists.toml").write_text(CHECKLISTS)
     limiter = LoginLimiter(max_failures=3, window_s=60.0, clock=clock.now)
     app = create_app(
         console_store,
@@ -89,6 +90,7 @@ async def served(
         StoreCommander(console_store, clock),
         clock=clock,
         limiter=limiter,
+        keys_dir=tmp_path,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
