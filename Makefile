@@ -36,12 +36,13 @@ test: setup
 bench: $(PY_STAMP)
 	$(BIN)/python -m polewatch.bench
 
-# A fleet of light units (uplink only) against the receiver, with a console session watching:
+# A fleet of light units (uplink only) against two receivers on a throwaway PostgreSQL, with a
+# console session watching:
 # ingest rate, ack latency, lost/duplicated messages, page load; into the same results file.
 FLEET_UNITS ?= 1000
 FLEET_DURATION ?= 300
-FLEET_RECEIVERS ?= 1
-bench-fleet: $(PY_STAMP)
+FLEET_RECEIVERS ?= 2
+bench-fleet: setup
 	$(BIN)/python -m polewatch.bench_fleet --units $(FLEET_UNITS) --duration $(FLEET_DURATION) \
 		--receivers $(FLEET_RECEIVERS)
 

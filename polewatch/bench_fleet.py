@@ -1,24 +1,26 @@
-"""``make bench-fleet``: a fleet of light units against the receiver, with an operator watching.
+"""``make bench-fleet``: a fleet of light units against the receivers, with an operator watching.
 
 Uplink-only simulated units (:class:`sim.fleet.LightUnit`: the real outbox, OSCORE, sender and
 heartbeats) run in worker processes, one asyncio loop each, and raise scripted alarms at a fixed
-rate; the receiver runs in its own process with its console, where a logged-in session loads the
+rate; each receiver runs in its own process with its console (two by default, on a throwaway
+PostgreSQL server; one alone runs on SQLite), and a logged-in session loads the first one's
 alarm page once a second. At the end every unit drains its outbox, and the alarms the units
-committed are checked against what the receiver stored: lost and duplicated messages must be zero.
-
-Several receivers sharing the load need a shared database (PostgreSQL, issue 9); until there is one
-the bench refuses ``--receivers`` above 1.
+committed are checked against what the receivers stored: lost and duplicated messages must be
+zero.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import queue
 import random
 import secrets
+import shutil
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -42,11 +44,11 @@ from polewatch.bench import RESULTS, write_results
 from polewatch.bench_uplink import percentile, start_receiver_process, stop_receiver_process
 from polewatch.helptext import ExampleFormatter
 from polewatch.netutil import free_port
+from polewatch.scratch_postgres import ScratchPostgres
 from sim.fleet import LightUnit
 
 logger = logging.getLogger(__name__)
 
-SHARED_STORAGE_NEEDED = "several receivers need PostgreSQL storage (issue 9)"
 BENCH_USER = "fleet-bench"
 PROGRESS_EVERY_S = 10.0
 CONSOLE_EVERY_S = 1.0
@@ -59,7 +61,7 @@ class FleetPlan:
     """What the bench runs: how many units and receivers, for how long, at what alarm rate."""
 
     units: int = 1000
-    receivers: int = 1
+    receivers: int = 2  # several share a throwaway PostgreSQL; one runs on SQLite
     duration_s: float = 300.0
     alarm_every_s: float = 10.0  # per unit
     processes: int = 4  # worker processes the units are spread over
@@ -75,12 +77,7 @@ class FleetPlan:
         return heartbeat_interval(self.reporting_s) if self.ramp_s is None else self.ramp_s
 
     def check(self) -> None:
-        """Refuse what cannot run (several receivers before shared storage exists)."""
-        if self.receivers > 1:
-            raise ConfigError(
-                f"--receivers {self.receivers}: {SHARED_STORAGE_NEEDED}; "
-                "the receiver's store is SQLite for now: run with --receivers 1"
-            )
+        """Refuse what cannot run."""
         for name, value in (("units", self.units), ("receivers", self.receivers),
                             ("processes", self.processes)):  # fmt: skip
             if value < 1:
@@ -110,14 +107,14 @@ def unit_name(n: int) -> str:
 
 
 def _worker(
-    index: int, workers: int, names: list[str], units_dir: str, port: int, plan: FleetPlan,
+    index: int, workers: int, names: list[str], units_dir: str, ports: list[int], plan: FleetPlan,
     out: mp.Queue[Any], ramp: MpEvent, go: MpEvent,
 ) -> None:  # fmt: skip
     """A worker process's entry point: play ``names`` and put the result on ``out``."""
     logging.basicConfig(level=logging.ERROR)
     try:
         result = asyncio.run(
-            _play(index, workers, names, Path(units_dir), port, plan, out, ramp, go)
+            _play(index, workers, names, Path(units_dir), ports, plan, out, ramp, go)
         )
         out.put(("done", index, result))
     except BaseException as exc:  # reported to the parent, which fails the bench
@@ -126,10 +123,9 @@ def _worker(
 
 
 async def _play(
-    index: int, workers: int, names: list[str], units_dir: Path, port: int, plan: FleetPlan,
-    out: mp.Queue[Any], ramp: MpEvent, go: MpEvent,
+    index: int, workers: int, names: list[str], units_dir: Path, ports: list[int],
+    plan: FleetPlan, out: mp.Queue[Any], ramp: MpEvent, go: MpEvent,
 ) -> WorkerResult:  # fmt: skip
-    endpoint = ReceiverEndpoint(host="127.0.0.1", port=port)
     config = UplinkConfig(reporting_time_s=plan.reporting_s)
     clock = SystemClock()
     committed: dict[str, float] = {}
@@ -140,7 +136,11 @@ async def _play(
         if t0 is not None:  # an alarm (heartbeats and the like are not timed)
             ack_ms.append((time.perf_counter() - t0) * 1000)
 
-    units = [LightUnit(name, units_dir / name, endpoint, clock, config) for name in names]
+    # This worker has units index, index + workers...; they go to the receivers in turn.
+    endpoints = [ReceiverEndpoint(host="127.0.0.1", port=p) for p in ports]
+    units = [LightUnit(name, units_dir / name,
+                       endpoints[(n * workers + index) % len(endpoints)], clock, config)
+             for n, name in enumerate(names)]  # fmt: skip
     out.put(("built", index, len(units)))
     await asyncio.to_thread(ramp.wait)
     # Each unit's first heartbeat goes out when it starts: start them spread over the ramp,
@@ -218,16 +218,18 @@ class ConsoleProbe:
         self.samples_ms.append(ms)
         return ms
 
-    async def ingested(self) -> float:
-        """Messages the receiver has committed since it started (its metrics, all kinds)."""
+    async def ingested(self, bases: Sequence[str]) -> float:
+        """Messages the receivers at ``bases`` have committed since they started (their
+        metrics, all kinds)."""
         assert self.session is not None
-        async with self.session.get(self.base + "metrics") as resp:
-            text = await resp.text()
         total = 0.0
-        for line in text.splitlines():
-            if line.startswith(("polewatch_messages_ingested_total{",
-                                "polewatch_messages_duplicate_total")):  # fmt: skip
-                total += float(line.rsplit(" ", 1)[1])
+        for base in bases:
+            async with self.session.get(base + "metrics") as resp:
+                text = await resp.text()
+            for line in text.splitlines():
+                if line.startswith(("polewatch_messages_ingested_total{",
+                                    "polewatch_messages_duplicate_total")):  # fmt: skip
+                    total += float(line.rsplit(" ", 1)[1])
         return total
 
     async def close(self) -> None:
@@ -292,30 +294,66 @@ async def _wait_for(
 
 
 async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> dict[str, float]:
-    """Run the fleet bench in ``work`` (a scratch directory); return its figures."""
+    """Run the fleet bench in ``work`` (a scratch directory); return its figures.
+
+    One receiver runs on SQLite; several share a throwaway PostgreSQL server, each with its own
+    copy of the key directory and its own instance number, the units spread over them in turn.
+    """
     plan.check()
     names = [unit_name(n) for n in range(plan.units)]
     keys, units_dir = work / "receiver", work / "units"
     _provision(names, units_dir, keys, progress)
-    db = keys / "receiver.sqlite"
+    with contextlib.ExitStack() as stack:
+        db: Path | str = keys / "receiver.sqlite"
+        if plan.receivers > 1:
+            pg = stack.enter_context(ScratchPostgres())
+            db = pg.create_database("fleet")
+            progress(f"PostgreSQL for {plan.receivers} receivers on 127.0.0.1:{pg.port}")
+        return await _run_with(plan, work, db, names, units_dir, keys, progress)
+    raise AssertionError("unreachable")
+
+
+async def _run_with(
+    plan: FleetPlan, work: Path, db: Path | str, names: list[str], units_dir: Path, keys: Path,
+    progress: Progress,
+) -> dict[str, float]:  # fmt: skip
     password = secrets.token_urlsafe(16)
     store = ReceiverStore(db)
     try:
         Users(store).add(BENCH_USER, "viewer", password, time.time())
     finally:
         store.close()
-    coap, http = free_port(), free_port()
-    proc = start_receiver_process(db, coap, http)
-    progress(f"receiver up: coap 127.0.0.1:{coap}, console http://127.0.0.1:{http}/")
+    coaps = [free_port() for _ in range(plan.receivers)]
+    https = [free_port() for _ in range(plan.receivers)]
+    receivers: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(plan.receivers):
+            own = keys if i == 0 else work / f"receiver-{i}"
+            if i:  # its own copy, as on another host
+                shutil.copytree(keys, own)
+            receivers.append(start_receiver_process(db, coaps[i], https[i], keys=own, instance=i))
+            progress(f"receiver {i} up: coap 127.0.0.1:{coaps[i]}, "
+                     f"console http://127.0.0.1:{https[i]}/")  # fmt: skip
+        return await _load(plan, db, names, units_dir, coaps, https, password, progress)
+    finally:
+        for proc in receivers:
+            stop_receiver_process(proc)
+
+
+async def _load(
+    plan: FleetPlan, db: Path | str, names: list[str], units_dir: Path, coaps: list[int],
+    https: list[int], password: str, progress: Progress,
+) -> dict[str, float]:  # fmt: skip
     ctx = mp.get_context("spawn")  # no inherited event loop, sockets or SQLite handles
     out: mp.Queue[Any] = ctx.Queue()
     ramp, go = ctx.Event(), ctx.Event()
     workers = min(plan.processes, plan.units)
     procs = [ctx.Process(target=_worker, name=f"fleet-worker-{i}", daemon=True,
-                         args=(i, workers, names[i::workers], str(units_dir), coap, plan, out,
+                         args=(i, workers, names[i::workers], str(units_dir), coaps, plan, out,
                                ramp, go))
              for i in range(workers)]  # fmt: skip
-    console = ConsoleProbe(f"http://127.0.0.1:{http}/", password)
+    bases = [f"http://127.0.0.1:{port}/" for port in https]
+    console = ConsoleProbe(bases[0], password)  # an operator on the first; all see every alarm
     seen: dict[int, tuple[int, int]] = {}
     try:
         for p in procs:
@@ -329,7 +367,7 @@ async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> 
             f"{plan.duration_s:.0f} s, an alarm per unit every {plan.alarm_every_s:g} s"
         )
         await console.open()
-        before = await console.ingested()
+        before = await console.ingested(bases)
         go.set()
         t0 = time.monotonic()
         next_line = t0 + PROGRESS_EVERY_S
@@ -352,7 +390,7 @@ async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> 
                          f"console page {console.samples_ms[-1]:.0f} ms")  # fmt: skip
             await asyncio.sleep(max(0.0, CONSOLE_EVERY_S - (time.monotonic() - now)))
         window = time.monotonic() - t0
-        ingested = await console.ingested() - before
+        ingested = await console.ingested(bases) - before
         progress(f"load done; draining the outboxes (up to {plan.drain_s:.0f} s)")
         results: dict[int, WorkerResult] = await _wait_for(
             out, "done", workers, plan.drain_s + 120, progress, procs, seen
@@ -364,7 +402,6 @@ async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> 
             if p.exitcode is None:
                 p.terminate()
                 p.join()
-        stop_receiver_process(proc)
     raised = [r for res in results.values() for r in res.raised]
     ack_ms = [a for res in results.values() for a in res.ack_ms]
     if not raised or not ack_ms or not console.samples_ms:
@@ -386,6 +423,7 @@ async def run_fleet(plan: FleetPlan, work: Path, progress: Progress = print) -> 
         "fleet_console_load_p50_ms": percentile(console.samples_ms, 0.5),
         "fleet_console_load_p99_ms": percentile(console.samples_ms, 0.99),
         "fleet_units": float(plan.units),
+        "fleet_receivers": float(plan.receivers),
         "fleet_duration_s": plan.duration_s,
     }
 
@@ -403,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "--receivers",
         type=int,
         default=d.receivers,
-        help="receiver instances (1; more need PostgreSQL, issue 9)",
+        help=f"receiver instances ({d.receivers}); several share a throwaway PostgreSQL server",
     )
     parser.add_argument(
         "--duration", type=float, default=d.duration_s, help=f"seconds of load ({d.duration_s:g})"

@@ -1,4 +1,5 @@
-"""The fleet bench: a small fleet against one receiver loses and duplicates nothing."""
+"""The fleet bench: a small fleet against one receiver (SQLite) or two (PostgreSQL) loses and
+duplicates nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from firmware.errors import ConfigError
-from polewatch.bench_fleet import SHARED_STORAGE_NEEDED, FleetPlan, main, run_fleet
+from polewatch.bench_fleet import FleetPlan, main, run_fleet
+from polewatch.scratch_postgres import PostgresUnavailable, find_binaries
 
 KEYS = (
     "fleet_ingest_msgs_per_s",
@@ -24,16 +26,23 @@ KEYS = (
 )
 
 
-def test_small_fleet_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("receivers", [1, 2])
+def test_small_fleet_loses_and_duplicates_nothing(tmp_path: Path, receivers: int) -> None:
+    if receivers > 1:
+        try:
+            find_binaries()
+        except PostgresUnavailable as exc:
+            pytest.skip(f"two receivers need PostgreSQL: {exc}")
     lines: list[str] = []
     plan = FleetPlan(
-        units=20, duration_s=4.0, alarm_every_s=1.0, processes=2, drain_s=30.0, ramp_s=1.0
-    )
+        units=20, receivers=receivers, duration_s=4.0, alarm_every_s=1.0, processes=2,
+        drain_s=30.0, ramp_s=1.0,
+    )  # fmt: skip
     figures = asyncio.run(run_fleet(plan, tmp_path, lines.append))
     assert set(KEYS) <= set(figures)
     assert figures["fleet_lost"] == 0
     assert figures["fleet_duplicates"] == 0
-    assert figures["fleet_units"] == 20
+    assert figures["fleet_units"] == 20 and figures["fleet_receivers"] == receivers
     assert figures["fleet_duration_s"] == 4.0
     assert figures["fleet_ingest_msgs_per_s"] > 0
     assert 0 < figures["fleet_ack_p50_ms"] <= figures["fleet_ack_p99_ms"]
@@ -41,19 +50,19 @@ def test_small_fleet_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert any("lost 0, duplicated 0" in line for line in lines)  # the closing progress line
 
 
-def test_several_receivers_are_refused_until_shared_storage(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"several receivers need PostgreSQL storage \(issue 9\)"):
-        asyncio.run(run_fleet(FleetPlan(units=4, receivers=2), tmp_path))
-    assert not (tmp_path / "units").exists()  # refused before anything was set up
+def test_an_impossible_plan_is_refused_before_anything_is_set_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--receivers: must be at least 1, not 0"):
+        asyncio.run(run_fleet(FleetPlan(units=4, receivers=0), tmp_path))
+    assert not (tmp_path / "units").exists()
 
 
-def test_command_line_refuses_two_receivers(
+def test_command_line_refuses_no_receivers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"other_bench_ms": 1.0}))
     with pytest.raises(SystemExit) as exc:
-        main(["--units", "4", "--receivers", "2", "--out", str(out)])
+        main(["--units", "4", "--receivers", "0", "--out", str(out)])
     assert exc.value.code == 2
-    assert SHARED_STORAGE_NEEDED in capsys.readouterr().err
+    assert "--receivers: must be at least 1" in capsys.readouterr().err
     assert json.loads(out.read_text()) == {"other_bench_ms": 1.0}  # nothing written
