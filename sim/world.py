@@ -972,6 +972,11 @@ class ParkingLotWorld:
         a = _poly_eval(_poly_shift(a_poly, x0, y0), dx, dy, dxy)
         b = _poly_eval(_poly_shift(b_poly, x0, y0), dx, dy, dxy)
         disc = _poly_eval(_poly_shift(d_poly, x0, y0), dx, dy, dxy)
+        # A tiny, far ellipsoid can leave the float32 quadratic term at or below zero: no hit
+        # (dividing by it would paint NaN pixels).
+        flat_a = a <= 0
+        disc[flat_a] = 0
+        a[flat_a] = 1
         np.maximum(disc, np.float32(0), out=disc)
         t_hit = (-b - np.sqrt(disc)) / a
         t_hit[disc <= 0] = np.inf

@@ -36,7 +36,7 @@ CLASSES: tuple[str, ...] = ("person", "vehicle", "animal")
 INPUT_HW = (120, 160)  # model input rows, columns
 STRIDE = 4  # model input pixels per output cell
 DEFAULT_MODEL = (
-    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v2.tflite"
+    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v3.tflite"
 )
 
 # Normalisation: (data - median) / max(p90 - p10, floor), clipped to [CLIP_LO, CLIP_HI].

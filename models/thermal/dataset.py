@@ -35,7 +35,7 @@ from sim.sensors import sensor_for
 logger = logging.getLogger(__name__)
 
 U16 = npt.NDArray[np.uint16]
-VERSION = 2  # bump when generation changes, so stale caches are not reused
+VERSION = 5  # bump when generation changes, so stale caches are not reused
 SCENE_HW = (120, 160)  # the world is rendered at this size; each sensor resamples it
 SENSORS: dict[str, tuple[int, int]] = {  # name: (rows, cols) of its frames
     "lepton35": (120, 160),

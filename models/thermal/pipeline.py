@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = DEFAULT_MODEL.parent
 CACHE_DIR = ROOT / "build" / "models" / "thermal"
 SEED = 20240611
-WORLDS = {"train": 3000, "val": 50, "test": 200}
-EPOCHS = 24
+WORLDS = {"train": 6000, "val": 50, "test": 200}
+EPOCHS = 20
 # Training on the Lepton 3.5 alone keeps `make models` near 40 minutes on 2 cores; the other
 # sensors share the normalisation and are evaluated on their own test frames.
 TRAIN_SENSORS = ("lepton35",)
