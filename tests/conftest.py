@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ SHARED = REPO.parent / "shared"
 
 
 ENGINES = ("sqlite", "postgresql")
+_DB_NUMBERS = itertools.count(1)  # database names unique within the run
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +38,6 @@ def postgres_url(postgres_server: ScratchPostgres, request: pytest.FixtureReques
     """A fresh, empty database on the test server, for one test."""
     name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
     return postgres_server.create_database(f"t{next(_DB_NUMBERS)}_{name}")
-
-
-_DB_NUMBERS = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(params=ENGINES)

@@ -18,7 +18,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from firmware.errors import StorageError
@@ -83,12 +83,13 @@ class _Row(tuple[Any, ...]):
     """A row by index or by column name, like :class:`sqlite3.Row`."""
 
     _names: tuple[str, ...] = ()
+    _index: dict[str, int] = {}  # noqa: RUF012  (set per result set by _row_factory)
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             try:
-                return tuple.__getitem__(self, self._names.index(key))
-            except ValueError:
+                return tuple.__getitem__(self, self._index[key])
+            except KeyError:
                 raise IndexError(f"no column {key!r}") from None
         return tuple.__getitem__(self, key)
 
@@ -98,7 +99,8 @@ class _Row(tuple[Any, ...]):
 
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
     names = tuple(d.name for d in cursor.description or ())
-    row_type = type("Row", (_Row,), {"_names": names})
+    index = {name: i for i, name in reversed(list(enumerate(names)))}  # first of a repeated name
+    row_type = type("Row", (_Row,), {"_names": names, "_index": index})
     return lambda values: row_type(values)
 
 
@@ -258,37 +260,37 @@ class EventRelay:
             return
         self._out.put_nowait(payload)
 
-    async def _connect(self) -> Any:
-        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+    async def _connected(self, direction: str, use: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``use(connection)`` on a fresh connection, again with backoff whenever it drops."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    delay = 0.5
+                    await use(conn)
+            except psycopg.Error as exc:
+                logger.warning(
+                    "event relay (%s): %s; reconnecting in %.1f s", direction, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _sender(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    delay = 0.5
-                    while True:
-                        payload = await self._out.get()
-                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-            except psycopg.Error as exc:
-                logger.warning("event relay (out): %s; reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        async def send(conn: Any) -> None:
+            while True:
+                payload = await self._out.get()
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+        await self._connected("out", send)
 
     async def _listen(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    delay = 0.5
-                    async for note in conn.notifies():
-                        self._deliver(note.payload)
-            except psycopg.Error as exc:
-                logger.warning("event relay (in): %s; reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        async def listen(conn: Any) -> None:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            self.listening.set()
+            async for note in conn.notifies():
+                self._deliver(note.payload)
+
+        await self._connected("in", listen)
 
     def _deliver(self, payload: str) -> None:
         try:
