@@ -4,9 +4,12 @@ Association is a minimum-cost matching (Jonker-Volgenant, from ``lap``) per sens
 on 1 - IoU against each track's predicted box; a detection that does not overlap may still join a
 track whose centre is within ``max_centre_dist`` box diagonals (small, fast objects at 32x24).
 A detection of another class than the track's costs more, so classes only mix when nothing else
-fits. Lifecycle: tentative until ``confirm_hits`` hits, then confirmed; a confirmed track unseen
-for ``max_missed_s`` is lost and deleted (a tentative one sooner). The class is the majority vote
-of its detections; box and lying score are exponentially smoothed.
+fits, and it must be about the track's size (``_SWAP_SIZE``): a model unsure of one object gives
+boxes alike, while a person stepping in front of a parked car the model no longer sees is another
+object, and must not take over the car's track (and its "vehicle" votes). Lifecycle: tentative
+until ``confirm_hits`` hits, then confirmed; a confirmed track unseen for ``max_missed_s`` is
+lost and deleted (a tentative one sooner). The class is the majority vote of its detections; box
+and lying score are exponentially smoothed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _INFEASIBLE = 1.0e6
 # more than any set of feasible pairs (a few each) can cost: as many pairs as can be, then cheapest.
 _COST_LIMIT = 1.0e5
 _CLASS_PENALTY = 0.5
+_SWAP_SIZE = 2.0  # another class's box joins only within this factor in width and in height
 
 
 def iou(a: Box, b: Box) -> float:
@@ -44,6 +48,15 @@ def iou(a: Box, b: Box) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def _alike(width: float, height: float, box: Box) -> bool:
+    """Whether box is within ``_SWAP_SIZE`` of width and height, each way."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return (
+        width / _SWAP_SIZE <= w <= width * _SWAP_SIZE
+        and height / _SWAP_SIZE <= h <= height * _SWAP_SIZE
+    )
 
 
 def assign(cost: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
@@ -171,7 +184,10 @@ class Tracker:
             for ref in refs:
                 diag = max(math.hypot(ref[2] - ref[0], ref[3] - ref[1]), 1e-6)
                 rcx, rcy = (ref[0] + ref[2]) / 2, (ref[1] + ref[3]) / 2
+                rw, rh = max(ref[2] - ref[0], 1e-6), max(ref[3] - ref[1], 1e-6)
                 for j, (box, dcx, dcy, dcls) in enumerate(found):
+                    if dcls != cls and not _alike(rw, rh, box):
+                        continue
                     overlap = iou(ref, box)
                     if overlap >= min_iou and overlap > 0:
                         c = 1.0 - overlap

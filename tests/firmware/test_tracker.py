@@ -87,6 +87,28 @@ def test_class_is_the_majority_vote_and_lying_is_smoothed() -> None:
     assert 0.9 < tr.lying < 1.0  # type: ignore[operator]
 
 
+def test_a_person_in_front_of_a_parked_car_is_a_track_of_its_own() -> None:
+    """The model stops seeing a parked car when a person stands in front of it: the person's
+    box, unlike the car's, must not inherit the car's track and its minute of vehicle votes."""
+    tracker = Tracker(TrackerConfig())
+    car = Detection("vehicle", 0.8, (40.0, 50.0, 64.0, 62.0), "thermal")
+    for i in range(int(60 * FPS)):
+        tracks = tracker.update(i / FPS, [car])
+    [parked] = tracks
+    for i in range(int(5 * FPS)):
+        tracks = tracker.update(60 + i / FPS, [person(50, 63, h=19)])
+    [tr] = tracks
+    assert tr.cls == "person" and tr.track_id != parked.track_id
+    assert parked.state == "lost"
+    # A box of the same size as the track's, called another class now and then, stays in it.
+    tracker = Tracker(TrackerConfig())
+    for i in range(30):
+        cls = "animal" if i % 5 == 4 else "person"
+        tracks = tracker.update(i / FPS, [person(50 + i * 0.2, 80, cls=cls)])
+    [tr] = tracks
+    assert tr.cls == "person" and tr.track_id == 1 and tr.hits == 30
+
+
 def test_sensors_are_tracked_apart() -> None:
     tracker = Tracker(TrackerConfig(confirm_hits=1))
     tracks = tracker.update(
