@@ -13,6 +13,7 @@ another size (the MLX90640's 32x24) are resized bilinearly to the model input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +35,8 @@ F32 = npt.NDArray[np.float32]
 
 CLASSES: tuple[str, ...] = ("person", "vehicle", "animal")
 INPUT_HW = (120, 160)  # model input rows, columns
-STRIDE = 4  # model input pixels per output cell
 DEFAULT_MODEL = (
-    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v3.tflite"
+    Path(__file__).resolve().parents[2] / "models" / "thermal" / "polewatch_thermal_v4.tflite"
 )
 
 # Normalisation: (data - median) / max(p90 - p10, floor), clipped to [CLIP_LO, CLIP_HI].
@@ -196,10 +196,10 @@ def decode(
         return []
     scores = heat[ys, xs, cs]
     reg = heads.reg[ys, xs]
-    # x and y side by side: centre in model input pixels, half size, frame pixels per input pixel.
-    centre = (np.stack([xs, ys], axis=1) + reg[:, :2]) * STRIDE
-    half = np.exp(reg[:, 2:]) * (STRIDE / 2.0)
-    scale = np.array([frame_hw[1] / (cols * STRIDE), frame_hw[0] / (rows * STRIDE)])
+    # x and y side by side, in output cells (the model's stride cancels out), then frame pixels.
+    centre = np.stack([xs, ys], axis=1) + reg[:, :2]
+    half = np.exp(reg[:, 2:]) * 0.5
+    scale = np.array([frame_hw[1] / cols, frame_hw[0] / rows])
     limit = np.array([frame_hw[1], frame_hw[0]], dtype=np.float64)
     boxes = np.concatenate(
         [
@@ -229,6 +229,24 @@ def decode(
     return found
 
 
+def output_stride(
+    input_hw: tuple[int, int], shapes: Sequence[Sequence[int]], path: Path | str = "model"
+) -> int:
+    """Input pixels per output cell: the heads must share one grid at a whole-number stride of
+    the input, the same both ways (v3 has 4; later models may have a finer grid)."""
+    grids = {tuple(int(d) for d in s[:3]) for s in shapes}
+    if len(grids) == 1:
+        _, rows, cols = next(iter(grids))
+        if rows > 0 and cols > 0 and input_hw[0] % rows == 0 and input_hw[1] % cols == 0:
+            stride = input_hw[0] // rows
+            if input_hw[1] // cols == stride:
+                return stride
+    raise ModelError(
+        f"{path}: output shapes {[tuple(s) for s in shapes]} are not one grid at a whole-number "
+        f"stride of the input {input_hw}"
+    )
+
+
 class ThermalDetector:
     """Runs the thermal object model on thermal frames of any size, radiometric or raw."""
 
@@ -239,12 +257,7 @@ class ThermalDetector:
         self.runner.expect_input(channels=1, dtypes=("int8", "uint8", "float32"))
         self.input_hw = (int(self.runner.input_shape[1]), int(self.runner.input_shape[2]))
         shapes = [o.shape for o in self.runner.outputs]
-        expected = (1, self.input_hw[0] // STRIDE, self.input_hw[1] // STRIDE)
-        if any(tuple(s[:3]) != expected for s in shapes):
-            raise ModelError(
-                f"{self.path}: output shapes {shapes} do not match stride {STRIDE} on input "
-                f"{self.runner.input_shape}"
-            )
+        self.stride = output_stride(self.input_hw, shapes, self.path)
         split_outputs([np.zeros(s, dtype=np.float32) for s in shapes], self.path)
 
     def prepare(self, frame: ThermalFrame) -> npt.NDArray[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from firmware.detect.thermal import DEFAULT_MODEL
 from models.thermal import dataset
 from models.thermal.evaluate import SENSOR_TITLES, lying_rows, table_rows
+from models.thermal.targets import OUT_HW, STRIDE
 
 COMMAND = "make models"
 DIRECT = ".venv/bin/python -m models.thermal.pipeline"
@@ -82,8 +83,10 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "## Model",
         "",
         "CenterNet-style (objects as points): input 120x160x1 int8; a backbone of a plain 3x3",
-        "convolution pair then depthwise-separable blocks to stride 16, upsampled back to stride 4",
-        "with skip connections; heads at stride 4 (30x40 cells): per-class centre heatmap,",
+        "convolution pair then depthwise-separable blocks to stride 16, upsampled back to",
+        f"stride {STRIDE} with skip connections; heads at stride {STRIDE} ({OUT_HW[0]}x{OUT_HW[1]}"
+        " cells, fine enough",
+        "that people standing side by side get a cell each): per-class centre heatmap,",
         "box regression (centre offset in the cell, log width and height in cells) and person",
         f"lying probability. {info.get('params', '?')} parameters. Chosen over an SSD-style head",
         "because it needs no anchors and no detection post-processing op: every layer quantises",
@@ -103,7 +106,10 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "sitting, lying, walking; some children; clothing from ambient+3 to ambient+15 deg C),",
         "sometimes a gathering group of 2-7, 0-3 animals (cats, dogs, foxes, hedgehogs), 0-6 cars",
         "(a third with a warm",
-        "engine), occasionally a car fire (not a class: it must be called nothing). Each world",
+        "engine), occasionally a car fire (not a class: it must be called nothing). In",
+        f"{dataset.NEAR_ANIMAL_SHARE:.0%} of the training worlds (not validation or test), one or",
+        "two more animals near the camera, where an animal is as large as a distant person lying",
+        "down. Each world",
         f"is rendered at {dataset.FRAMES_PER_WORLD} instants and captured by the sensor models:",
         f"training and validation frames from {info.get('train_sensors', '?')}, test frames from",
         f"{info.get('sensors', '?')}.",

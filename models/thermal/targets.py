@@ -15,10 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from firmware.detect.thermal import CLASSES, INPUT_HW, STRIDE
+from firmware.detect.thermal import CLASSES, INPUT_HW
 from models.thermal.metrics import GroundTruth
 
 F32 = npt.NDArray[np.float32]
+# Model input pixels per output cell. v3's 4 put two people standing side by side into
+# neighbouring cells, where the 3x3 peak test keeps one of them and its box spans both.
+STRIDE = 2
 OUT_HW = (INPUT_HW[0] // STRIDE, INPUT_HW[1] // STRIDE)
 REG_CHANNELS = 5  # dx, dy, log w, log h, mask
 LYING_CHANNELS = 2  # lying, mask

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from firmware.detect.thermal import CLASSES, INPUT_HW
+from models.thermal.targets import STRIDE
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def build_model(seed: int) -> Any:
 
     inp = keras.Input((INPUT_HW[0], INPUT_HW[1], 1), name="thermal")
     x = conv(inp, 16, 2, sep=False)  # /2
-    x = conv(x, 24, 1, sep=False)
+    s2 = conv(x, 24, 1, sep=False)
+    x = s2
     x = conv(x, 32, 2)  # /4
     s4 = conv(x, 32)
     x = conv(s4, 64, 2)  # /8
@@ -80,21 +82,26 @@ def build_model(seed: int) -> Any:
     x = conv(x, 96, 2)  # /16
     x = conv(x, 96)
     x = conv(x, 96)
-    x = layers.UpSampling2D(2, interpolation="nearest")(x)  # /8
-    if pad_rows:
-        x = layers.Cropping2D(((0, pad_rows), (0, 0)))(x)
-    x = layers.Conv2D(_channels(64), 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU(6.0)(layers.Add()([x, s8]))
-    x = conv(x, 64)
-    x = layers.UpSampling2D(2, interpolation="nearest")(x)  # /4
-    x = layers.Conv2D(_channels(32), 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU(6.0)(layers.Add()([x, s4]))
-    feat = conv(x, 48)
+
+    def up(x: Any, skip: Any, ch: int, crop_rows: int = 0) -> Any:
+        """Twice the resolution, joined with the skip features of that resolution."""
+        x = layers.UpSampling2D(2, interpolation="nearest")(x)
+        if crop_rows:
+            x = layers.Cropping2D(((0, crop_rows), (0, 0)))(x)
+        x = layers.Conv2D(_channels(ch), 1, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU(6.0)(layers.Add()([x, skip]))
+
+    x = conv(up(x, s8, 64, pad_rows), 64)  # /8
+    feat = conv(up(x, s4, 32), 48)  # /4
+    head = 48
+    if STRIDE == 2:
+        # One more step up, joined with the stride-2 features; narrower heads keep the cost.
+        feat = conv(up(feat, s2, 24), 24)  # /2
+        head = 24
 
     bias = float(-np.log((1.0 - HEAT_PRIOR) / HEAT_PRIOR))
-    h = conv(feat, 48)
+    h = conv(feat, head)
     heat = layers.Conv2D(
         len(CLASSES),
         1,
@@ -102,7 +109,7 @@ def build_model(seed: int) -> Any:
         bias_initializer=keras.initializers.Constant(bias),
         name="heatmap",
     )(h)
-    r = conv(feat, 48)
+    r = conv(feat, head)
     reg = layers.Conv2D(4, 1, name="box")(r)
     lying = layers.Conv2D(1, 1, activation="sigmoid", name="lying")(h)
     return keras.Model(inp, [heat, reg, lying], name="polewatch_thermal")

@@ -12,12 +12,12 @@ from firmware.detect.thermal import (
     CLASSES,
     DEFAULT_MODEL,
     INPUT_HW,
-    STRIDE,
     Heads,
     ThermalDetector,
     ThermalModelDetection,
     decode,
     normalize,
+    output_stride,
 )
 from firmware.errors import ModelError
 from firmware.hal.base import ThermalFrame
@@ -162,6 +162,19 @@ def test_a_model_of_another_shape_is_refused() -> None:
         ThermalDetector(ThermalModelDetection(model=str(ssd)))
 
 
+def test_the_output_grid_gives_the_stride_and_a_bad_grid_is_refused() -> None:
+    assert output_stride(INPUT_HW, [(1, 30, 40, 3), (1, 30, 40, 4), (1, 30, 40, 1)]) == 4
+    assert output_stride(INPUT_HW, [(1, 60, 80, 3), (1, 60, 80, 4), (1, 60, 80, 1)]) == 2
+    for shapes in (
+        [(1, 60, 80, 3), (1, 30, 40, 4), (1, 60, 80, 1)],  # heads on two grids
+        [(1, 7, 40, 3), (1, 7, 40, 4), (1, 7, 40, 1)],  # 120 rows do not divide into 7
+        [(1, 60, 40, 3), (1, 60, 40, 4), (1, 60, 40, 1)],  # stride 2 down, 4 across
+        [(1, 0, 40, 3), (1, 0, 40, 4), (1, 0, 40, 1)],
+    ):
+        with pytest.raises(ModelError, match=r"odd\.tflite: output shapes .* not one grid"):
+            output_stride(INPUT_HW, shapes, "odd.tflite")
+
+
 def test_config_is_strict() -> None:
     with pytest.raises(ValueError, match="score_threshold"):
         ThermalModelDetection(score_threshold=1.5)
@@ -193,9 +206,10 @@ def _decode_pair_by_pair(
     found = []
     for y, x, c in cells:
         r = heads.reg[y, x]
-        half = np.exp(r[2:]) * np.float32(STRIDE / 2.0)
-        centre = (np.array([x, y], dtype=np.float64) + r[:2]) * STRIDE
-        scale = np.array([frame_hw[1] / (cols * STRIDE), frame_hw[0] / (rows * STRIDE)])
+        # In output cells, then the frame's pixels per cell.
+        half = np.exp(r[2:]) * np.float32(0.5)
+        centre = np.array([x, y], dtype=np.float64) + r[:2]
+        scale = np.array([frame_hw[1] / cols, frame_hw[0] / rows])
         top = np.array([frame_hw[1], frame_hw[0]], dtype=np.float64)
         lo = np.clip((centre - half) * scale, 0, top).astype(np.float32)
         hi = np.clip((centre + half) * scale, 0, top).astype(np.float32)
@@ -236,13 +250,14 @@ def _decode_pair_by_pair(
 def test_decode_is_the_plain_rules_on_quantised_heads_with_ties(seed: int) -> None:
     rng = np.random.default_rng(seed)
     step = np.float32(1 / 255)  # int8 outputs: many equal scores, so ties and plateaus
+    grid = (30, 40) if seed % 2 else (60, 80)  # stride 4 (v3) and stride 2
 
     def levels(shape: tuple[int, ...]) -> np.ndarray:
         return (rng.integers(0, 256, shape).astype(np.float32) * step).astype(np.float32)
 
-    heat = (levels((30, 40, 3)) ** (1 + seed % 3 * 4)).astype(np.float32)
-    reg = rng.integers(-128, 128, (30, 40, 4)).astype(np.float32) * np.float32(0.02)
-    heads = Heads(heat, reg, levels((30, 40, 1)))
+    heat = (levels((*grid, 3)) ** (1 + seed % 3 * 4)).astype(np.float32)
+    reg = rng.integers(-128, 128, (*grid, 4)).astype(np.float32) * np.float32(0.02)
+    heads = Heads(heat, reg, levels((*grid, 1)))
     for frame_hw, threshold, iou, limit in [
         ((120, 160), 0.4, 0.6, 50),
         ((24, 32), 0.1, 0.3, 5),

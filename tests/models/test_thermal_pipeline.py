@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from firmware.detect.thermal import CLASSES, DEFAULT_MODEL, Heads, decode
-from models.thermal import evaluate, metrics
+from models.thermal import dataset, evaluate, metrics
 from models.thermal.metrics import ClassResult, GroundTruth, Scored, match_image
-from models.thermal.targets import OUT_HW, encode
+from models.thermal.targets import OUT_HW, STRIDE, encode
+from sim import world
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "thermal"
 
@@ -46,9 +47,10 @@ def test_ignored_objects_are_left_out_of_the_heatmap_loss() -> None:
     ignored = GroundTruth("person", (100.0, 60.0, 101.0, 62.0), ignore=True)
     heat, reg, _, weight = encode([kept, ignored], (120, 160))
     assert heat.shape == (*OUT_HW, len(CLASSES))
-    assert weight[15, 25, 0] == 0.0  # the ignored person's cell
-    assert weight[8, 6, 0] == 1.0  # the kept person's centre cell
-    assert heat[..., 0].max() == 1.0 and heat[15, 25, 0] < 0.01
+    ignored_cell = (60 // STRIDE, 100 // STRIDE)
+    assert weight[(*ignored_cell, 0)] == 0.0  # the ignored person's cell
+    assert weight[35 // STRIDE, 24 // STRIDE, 0] == 1.0  # the kept person's centre cell
+    assert heat[..., 0].max() == 1.0 and heat[(*ignored_cell, 0)] < 0.01
     assert reg[..., 4].sum() == 1.0  # only the kept one is a regression target
 
 
@@ -64,7 +66,8 @@ def test_decode_keeps_only_local_peaks_above_threshold_and_suppresses_overlaps()
     found = decode(Heads(heat, reg, lying), (120, 160), score_threshold=0.5, nms_iou=0.6)
     assert len(found) == 1
     assert found[0].cls == "person" and found[0].score == pytest.approx(0.9)
-    assert found[0].box == pytest.approx((32.0, 32.0, 48.0, 48.0))
+    # Centre at cell (10, 10), 4 cells wide and tall, in frame pixels.
+    assert found[0].box == pytest.approx((8.0 * STRIDE, 8.0 * STRIDE, 12.0 * STRIDE, 12.0 * STRIDE))
     assert found[0].lying == pytest.approx(0.25)
     both = decode(Heads(heat, reg, lying), (120, 160), score_threshold=0.5, nms_iou=1.0)
     assert sorted(d.cls for d in both) == ["animal", "person"]
@@ -146,3 +149,24 @@ def test_the_committed_model_meets_the_lepton35_person_target() -> None:
     result = evaluate.read_json(MODEL_DIR / "metrics.json")
     person = result["sensors"]["lepton35"]["classes"]["person"]
     assert person["precision"] >= 0.90 and person["recall"] >= 0.90
+
+
+def test_training_worlds_add_animals_near_the_camera_and_keep_the_rest() -> None:
+    """Near animals are drawn last, so a world's persons, cars and other animals stay as they
+    were; they stand in the lower part of the image; validation and test worlds get none."""
+    added = 0
+    for i in range(24):
+        near, seed, _ = dataset.split_world(7, "train", i)
+        plain = dataset.random_spec(np.random.default_rng(seed))
+        assert near.persons == plain.persons and near.cars == plain.cars
+        assert near.animals[: len(plain.animals)] == plain.animals
+        extra = {a.name for a in near.animals[len(plain.animals) :]}
+        added += bool(extra)
+        for obj in world.ParkingLotWorld(near, 160, 120, seed).truth(0.0):
+            if obj.name in extra and obj.visible > 0:
+                assert obj.box[3] >= 0.5, f"world {i}: {obj.name} is not near the camera"
+    assert 4 <= added <= 20  # about half of them
+    for split in ("val", "test"):
+        for i in range(8):
+            spec, seed, _ = dataset.split_world(7, split, i)
+            assert spec == dataset.random_spec(np.random.default_rng(seed))
