@@ -31,7 +31,7 @@ CACHE_DIR = ROOT / "build" / "models" / "thermal"
 SEED = 20240611
 WORLDS = {"train": 6000, "val": 50, "test": 200}
 EPOCHS = 20
-# Training on the Lepton 3.5 alone keeps `make models` near 40 minutes on 2 cores; the other
+# Training on the Lepton 3.5 alone keeps `make models` near 100 minutes on 2 cores; the other
 # sensors share the normalisation and are evaluated on their own test frames.
 TRAIN_SENSORS = ("lepton35",)
 
