@@ -257,7 +257,7 @@ class ThermalDetector:
         self.runner.expect_input(channels=1, dtypes=("int8", "uint8", "float32"))
         self.input_hw = (int(self.runner.input_shape[1]), int(self.runner.input_shape[2]))
         shapes = [o.shape for o in self.runner.outputs]
-        self.stride = output_stride(self.input_hw, shapes, self.path)
+        output_stride(self.input_hw, shapes, self.path)  # refuses heads off one grid
         split_outputs([np.zeros(s, dtype=np.float32) for s in shapes], self.path)
 
     def prepare(self, frame: ThermalFrame) -> npt.NDArray[Any]:

@@ -70,8 +70,7 @@ def build_model(seed: int) -> Any:
 
     inp = keras.Input((INPUT_HW[0], INPUT_HW[1], 1), name="thermal")
     x = conv(inp, 16, 2, sep=False)  # /2
-    s2 = conv(x, 24, 1, sep=False)
-    x = s2
+    x = s2 = conv(x, 24, 1, sep=False)
     x = conv(x, 32, 2)  # /4
     s4 = conv(x, 32)
     x = conv(s4, 64, 2)  # /8
