@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = arrays(splits["val"])
         model, history = train.train(data, val, args.seed, args.epochs)
         rng = np.random.default_rng(args.seed)
-        rep = data["x"][rng.choice(len(data["x"]), 300, replace=False)].astype(np.float32)
+        # 300 frames as representative data, or all of a smaller training set.
+        n_rep = min(300, len(data["x"]))
+        rep = data["x"][rng.choice(len(data["x"]), n_rep, replace=False)].astype(np.float32)
         build_path = CACHE_DIR / DEFAULT_MODEL.name
         train.quantize(model, rep, build_path)
         args.out.mkdir(parents=True, exist_ok=True)
