@@ -1,10 +1,11 @@
 """Build, train and fully int8-quantise the thermal detector (needs the ``train`` extra).
 
 The network is CenterNet-style ("objects as points"): a small strided backbone of depthwise-
-separable convolutions to stride 16, one upsampling step back to stride 4 with a skip connection,
-and three heads at stride 4: per-class centre heatmap, box regression (centre offset, log size),
-and person lying posture. It has no anchors and no detection post-processing op, so every layer
-quantises to int8 and the decoding stays a few vectorised numpy lines on the unit.
+separable convolutions to stride 16, upsampling steps back to ``targets.STRIDE`` (2), each joined
+with the skip features of its resolution, and three heads there: per-class centre heatmap, box
+regression (centre offset, log size), and person lying posture. It has no anchors and no
+detection post-processing op, so every layer quantises to int8 and the decoding stays a few
+vectorised numpy lines on the unit.
 """
 
 from __future__ import annotations
