@@ -1,7 +1,8 @@
 """Runs a TFLite model: ai-edge-litert's interpreter, or tflite-runtime's where LiteRT is absent.
 
-Both use XNNPACK on the CPU by default. Quantised outputs come back dequantised to float32, with
-the scale and zero point the model itself states; nothing about a model is assumed that it says.
+Both use XNNPACK on the CPU by default. Quantised outputs come back dequantised to float32 (or, for
+a decoder that reads a few cells of them, as the integers), with the scale and zero point the model
+itself states; nothing about a model is assumed that it says.
 """
 
 from __future__ import annotations
@@ -171,8 +172,12 @@ class ModelRunner:
         if not self.input.quantized:
             return arr.astype(self.input.dtype)
         info = np.iinfo(self.input.dtype)
-        q = np.round(arr / np.float32(self.input.scale)) + np.float32(self.input.zero_point)
-        return np.clip(q, info.min, info.max).astype(self.input.dtype)
+        # One new buffer, then in place: this runs on every frame.
+        q = np.divide(arr, np.float32(self.input.scale))
+        np.rint(q, out=q)
+        q += np.float32(self.input.zero_point)
+        np.clip(q, info.min, info.max, out=q)
+        return q.astype(self.input.dtype)
 
     def _check_input(self, x: npt.NDArray[Any]) -> None:
         if x.shape != self.input.shape:
@@ -198,20 +203,24 @@ class ModelRunner:
         view: npt.NDArray[Any] = self._interp.tensor(self.input.index)()
         return view
 
-    def run(self) -> list[npt.NDArray[np.float32]]:
-        """Invoke on the input already set; outputs in the model's order, dequantised."""
+    def run_raw(self) -> list[npt.NDArray[Any]]:
+        """Invoke on the input already set; outputs in the model's order as the model gives them
+        (quantised ones as integers, their scale and zero point in ``outputs``). A decoder that
+        reads a few cells of a large output dequantises those alone."""
         try:
             self._interp.invoke()
         except RuntimeError as exc:
             raise ModelError(f"{self.path}: invoke failed: {exc}") from exc
-        results: list[npt.NDArray[np.float32]] = []
-        for out in self.outputs:
-            value = self._interp.get_tensor(out.index)
-            if out.quantized:
-                results.append(dequantize(value, out.scale, out.zero_point))
-            else:
-                results.append(np.asarray(value, dtype=np.float32))
-        return results
+        return [self._interp.get_tensor(out.index) for out in self.outputs]
+
+    def run(self) -> list[npt.NDArray[np.float32]]:
+        """Invoke on the input already set; outputs in the model's order, dequantised."""
+        return [
+            dequantize(value, out.scale, out.zero_point)
+            if out.quantized
+            else np.asarray(value, dtype=np.float32)
+            for value, out in zip(self.run_raw(), self.outputs, strict=True)
+        ]
 
     def invoke(self, x: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
         """Set the input and run; outputs in the model's order, dequantised to float32."""

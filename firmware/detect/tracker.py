@@ -171,35 +171,51 @@ class Tracker:
     def _match(self, t: float, tracks: list[Track], dets: list[Detection]) -> list[tuple[int, int]]:
         if not tracks or not dets:
             return []
-        min_iou, max_dist = self.config.min_iou, self.config.max_centre_dist
-        # Per detection once: its box, centre and class.
-        found = [(d.box, (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2, d.cls) for d in dets]
-        cost = np.full((len(tracks), len(dets)), _INFEASIBLE)
-        for i, tr in enumerate(tracks):
-            cls = tr.cls
-            # Where it should be by its velocity, and where it was last seen: a person who turns
-            # or stops is far from the prediction but still next to the last box.
-            pred = tr.predicted(t)
-            refs = (pred, tr.box) if pred != tr.box else (pred,)
-            for ref in refs:
-                diag = max(math.hypot(ref[2] - ref[0], ref[3] - ref[1]), 1e-6)
-                rcx, rcy = (ref[0] + ref[2]) / 2, (ref[1] + ref[3]) / 2
-                rw, rh = max(ref[2] - ref[0], 1e-6), max(ref[3] - ref[1], 1e-6)
-                for j, (box, dcx, dcy, dcls) in enumerate(found):
-                    if dcls != cls and not _alike(rw, rh, box):
-                        continue
-                    overlap = iou(ref, box)
-                    if overlap >= min_iou and overlap > 0:
-                        c = 1.0 - overlap
-                    else:
-                        dist = math.hypot(dcx - rcx, dcy - rcy) / diag
-                        if dist > max_dist:
-                            continue
-                        c = 1.0 + dist
-                    if dcls != cls:
-                        c += _CLASS_PENALTY
-                    cost[i, j] = min(cost[i, j], c)
-        return assign(cost)
+        return assign(self.costs(t, tracks, dets))
+
+    def costs(
+        self, t: float, tracks: list[Track], dets: list[Detection]
+    ) -> npt.NDArray[np.float64]:
+        """The cost of each (track, detection) pair: 1 - IoU where they overlap enough, else 1 +
+        the centres' distance in box diagonals within ``max_centre_dist``, plus a penalty for
+        another class; the better of the track's predicted and last box; ``_INFEASIBLE`` where
+        the pair may not match."""
+        # Every (track, reference box, detection) at once: this runs on every frame.
+        # References: where it should be by its velocity, and where it was last seen (a person
+        # who turns or stops is far from the prediction but still next to the last box).
+        refs = np.array([(tr.predicted(t), tr.box) for tr in tracks])[:, :, None, :]  # T,2,1,4
+        boxes = np.array([d.box for d in dets])[None, None]  # 1,1,D,4
+        names = {cls: i for i, cls in enumerate({d.cls for d in dets})}
+        other = np.array([names.get(tr.cls, -1) for tr in tracks])[:, None, None] != np.array(
+            [names[d.cls] for d in dets]
+        )  # T,1,D: another class than the track's
+        rw = refs[..., 2] - refs[..., 0]
+        rh = refs[..., 3] - refs[..., 1]
+        bw = boxes[..., 2] - boxes[..., 0]
+        bh = boxes[..., 3] - boxes[..., 1]
+        # Another class's box joins only when about the track's size (``_SWAP_SIZE``).
+        w_ref, h_ref = np.maximum(rw, 1e-6), np.maximum(rh, 1e-6)
+        alike = (
+            (w_ref / _SWAP_SIZE <= bw)
+            & (bw <= w_ref * _SWAP_SIZE)
+            & (h_ref / _SWAP_SIZE <= bh)
+            & (bh <= h_ref * _SWAP_SIZE)
+        )
+        iw = np.minimum(refs[..., 2], boxes[..., 2]) - np.maximum(refs[..., 0], boxes[..., 0])
+        ih = np.minimum(refs[..., 3], boxes[..., 3]) - np.maximum(refs[..., 1], boxes[..., 1])
+        inter = iw * ih
+        union = rw * rh + bw * bh - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = np.where((iw > 0) & (ih > 0) & (union > 0), inter / union, 0.0)
+        diag = np.maximum(np.hypot(rw, rh), 1e-6)
+        dx = (boxes[..., 0] + boxes[..., 2]) / 2 - (refs[..., 0] + refs[..., 2]) / 2
+        dy = (boxes[..., 1] + boxes[..., 3]) / 2 - (refs[..., 1] + refs[..., 3]) / 2
+        dist = np.hypot(dx, dy) / diag
+        overlaps = (overlap >= self.config.min_iou) & (overlap > 0)
+        cost = np.where(overlaps, 1.0 - overlap, 1.0 + dist) + np.where(other, _CLASS_PENALTY, 0.0)
+        feasible = (overlaps | (dist <= self.config.max_centre_dist)) & (~other | alike)
+        best: npt.NDArray[np.float64] = np.where(feasible, cost, _INFEASIBLE).min(axis=1)
+        return best
 
     def _hit(self, tr: Track, det: Detection, t: float) -> None:
         a = self.config.smoothing

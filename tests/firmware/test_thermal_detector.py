@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from firmware.detect.base import Detection
+from firmware.detect.runner import dequantize
 from firmware.detect.thermal import (
     CLASSES,
     DEFAULT_MODEL,
@@ -18,6 +19,7 @@ from firmware.detect.thermal import (
     decode,
     normalize,
     output_stride,
+    split_outputs,
 )
 from firmware.errors import ModelError
 from firmware.hal.base import ThermalFrame
@@ -267,3 +269,45 @@ def test_decode_is_the_plain_rules_on_quantised_heads_with_ties(seed: int) -> No
             (d.cls, d.score, d.box, d.lying) for d in decode(heads, frame_hw, threshold, iou, limit)
         ]
         assert found == _decode_pair_by_pair(heads, frame_hw, threshold, iou, limit)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decoding_the_raw_int8_heads_finds_what_the_dequantised_heads_give(seed: int) -> None:
+    """The unit compares integers and dequantises only the cells it keeps: same detections."""
+    rng = np.random.default_rng(seed)
+    grid = (60, 80)
+    # Zero points and scales as a sigmoid output, a regression and odd ones have them.
+    quant = ((1 / 256, -128), (0.03 + 0.01 * seed, 5 - seed), (1 / 255 + 1e-5 * seed, -128 + seed))
+    raw = [rng.integers(-128, 128, (*grid, ch), dtype=np.int64).astype(np.int8) for ch in (3, 4, 1)]
+    raw[0] = np.minimum(raw[0], rng.integers(-128, 128, (*grid, 3))).astype(np.int8)  # sparse
+    quantised = Heads(raw[0], raw[1], raw[2], quant)
+    real = Heads(
+        dequantize(raw[0], *quant[0]), dequantize(raw[1], *quant[1]), dequantize(raw[2], *quant[2])
+    )
+    for frame_hw, threshold, iou, limit in [
+        ((120, 160), 0.4, 0.6, 50),
+        ((24, 32), 0.1, 0.3, 5),
+        ((120, 160), 0.5 + 0.5 / 256, 1.0, 50),  # between two levels
+        ((120, 160), 0.75, 0.6, 50),  # on a level
+        ((120, 160), 0.999, 0.6, 50),  # above every level
+    ]:
+        found = decode(quantised, frame_hw, threshold, iou, limit)
+        assert found == decode(real, frame_hw, threshold, iou, limit)
+        assert found or threshold > 0.99
+
+
+def test_the_unit_decodes_the_model_s_raw_outputs_as_the_dequantised_ones(
+    detector: ThermalDetector,
+) -> None:
+    spec = world.WorldSpec(
+        camera=CAMERA,
+        persons=[actors.Person(name="p", path=[(0.0, 0.0, 12.0)])],
+        cars=[world.Car(name="c", x_m=3.0, y_m=15.0)],
+    )
+    frame, _ = _frame(spec, "lepton35", seed=4)
+    found = detector.detect(frame)
+    outputs = detector.runner.invoke(detector.prepare(frame))
+    again = decode(split_outputs(outputs, "model"), (120, 160), 0.4, 0.6, 50)
+    assert found and found == again
+    raw = detector.runner.run_raw()
+    assert {r.dtype.name for r in raw} == {"int8"}

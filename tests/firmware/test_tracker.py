@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from firmware.config.site import TrackerConfig
 from firmware.detect.base import Detection
-from firmware.detect.tracker import Tracker, iou
+from firmware.detect.tracker import Track, Tracker, iou
 
 FPS = 9.0
 
@@ -167,3 +170,69 @@ def test_a_walker_who_turns_back_keeps_their_track() -> None:
         dets = [] if i in (13, 14, 15, 16) else [person(u, 80, 12)]
         ids |= {tr.track_id for tr in tracker.update(i / FPS, dets)}
     assert len(ids) == 1
+
+
+def _costs_pair_by_pair(
+    config: TrackerConfig, t: float, tracks: list[Track], dets: list[Detection]
+) -> np.ndarray:
+    """The association cost written out plainly, pair by pair and reference by reference."""
+    cost = np.full((len(tracks), len(dets)), 1.0e6)
+    for i, tr in enumerate(tracks):
+        for ref in (tr.predicted(t), tr.box):
+            rw, rh = ref[2] - ref[0], ref[3] - ref[1]
+            diag = max(math.hypot(rw, rh), 1e-6)
+            for j, d in enumerate(dets):
+                w, h = d.box[2] - d.box[0], d.box[3] - d.box[1]
+                wr, hr = max(rw, 1e-6), max(rh, 1e-6)
+                alike = wr / 2 <= w <= wr * 2 and hr / 2 <= h <= hr * 2
+                if d.cls != tr.cls and not alike:
+                    continue
+                overlap = iou(ref, d.box)
+                if overlap >= config.min_iou and overlap > 0:
+                    c = 1.0 - overlap
+                else:
+                    dx = (d.box[0] + d.box[2]) / 2 - (ref[0] + ref[2]) / 2
+                    dy = (d.box[1] + d.box[3]) / 2 - (ref[1] + ref[3]) / 2
+                    dist = math.hypot(dx, dy) / diag
+                    if dist > config.max_centre_dist:
+                        continue
+                    c = 1.0 + dist
+                cost[i, j] = min(cost[i, j], c + (0.5 if d.cls != tr.cls else 0.0))
+    return cost
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_association_costs_are_the_plain_rules(seed: int) -> None:
+    """Costs for every pair at once equal the rules applied pair by pair (classes, sizes, moving
+    and still tracks, boxes that touch, overlap a little, or lie apart)."""
+    rng = np.random.default_rng(seed)
+    config = TrackerConfig()
+    tracker = Tracker(config)
+    classes = ["person", "vehicle", "animal"]
+
+    def box() -> tuple[float, float, float, float]:
+        x, y = rng.uniform(0, 150), rng.uniform(0, 110)
+        w, h = rng.choice([2.0, 5.0, 12.0, 30.0]), rng.choice([3.0, 8.0, 20.0, 40.0])
+        return (x, y, x + w * rng.uniform(0.5, 1.5), y + h * rng.uniform(0.5, 1.5))
+
+    tracks = []
+    for k in range(12):
+        tr = Track(k + 1, "thermal", box(), 0.0, 1.0)
+        tr.votes[classes[k % 3]] += 1
+        if k % 2:
+            tr.velocity = (float(rng.uniform(-20, 20)), float(rng.uniform(-10, 10)))
+        tracks.append(tr)
+    dets = [Detection(classes[int(rng.integers(3))], 0.8, box()) for _ in range(10)]
+    # Detections near the tracks, so that overlaps and near misses come up as well as far pairs.
+    for tr in tracks[:8]:
+        x0, y0, x1, y1 = tr.box
+        shift = rng.uniform(-0.6, 0.6, 2) * (x1 - x0, y1 - y0)
+        cls = tr.cls if rng.random() < 0.7 else classes[int(rng.integers(3))]
+        dets.append(
+            Detection(cls, 0.8, (x0 + shift[0], y0 + shift[1], x1 + shift[0], y1 + shift[1]))
+        )
+    got = tracker.costs(1.2, tracks, dets)
+    want = _costs_pair_by_pair(config, 1.2, tracks, dets)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    near = (want >= 1.0) & (want < 1.0e6)
+    assert (want < 1.0).sum() >= 3 and near.sum() >= 1 and (want >= 1.0e6).sum() >= 3
