@@ -85,7 +85,8 @@ class UplinkClient:
             transport_tuning=self.tuning if reliable else self.unreliable,
         )
         try:
-            response = await asyncio.wait_for(ctx.request(request).response, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                response = await ctx.request(request).response
         except TimeoutError as exc:
             raise UplinkError(f"no answer from {self.uri} within {timeout_s:g} s") from exc
         except CoapError as exc:
@@ -108,7 +109,8 @@ class UplinkClient:
             code=aiocoap.GET, uri=f"{self.origin}/c?v={version}", transport_tuning=self.tuning
         )
         try:
-            response = await asyncio.wait_for(ctx.request(request).response, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                response = await ctx.request(request).response
         except TimeoutError as exc:
             raise UplinkError(f"no config from {self.origin} within {self.timeout_s:g} s") from exc
         except CoapError as exc:

@@ -75,7 +75,8 @@ class Sender:
                 wait = IDLE_POLL_S if due is None else max(0.0, due - self.clock.now())
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(self._real(wait), IDLE_POLL_S))
+                    async with asyncio.timeout(min(self._real(wait), IDLE_POLL_S)):
+                        await self._wake.wait()
                 continue
             try:
                 ack = await self.exchange(item.ref, item.msg_id, item.payload)

@@ -392,7 +392,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         while True:
             try:
-                item = await asyncio.wait_for(stream.queue.get(), keepalive_s)
+                async with asyncio.timeout(keepalive_s):
+                    item = await stream.queue.get()
             except TimeoutError:
                 # Besides keeping proxies from timing the stream out, this write is how a
                 # client that went away is noticed.

@@ -90,7 +90,8 @@ class Worker(ABC):
         self._wake.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+                async with asyncio.timeout(grace_s):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
@@ -169,7 +170,8 @@ class Worker(ABC):
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if the worker is stopped."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._stop.wait()
 
     async def _wait_for_work(self, until: float | None = None) -> None:
         """Wait for a wake-up, the stop, or the clock reaching ``until``."""
@@ -304,7 +306,8 @@ class Dc09Sender(Worker):
             reader, writer = await self._connect()
             writer.write(frame)
             await writer.drain()
-            raw = await asyncio.wait_for(_read_answer(reader), self.target.ack_timeout_s)
+            async with asyncio.timeout(self.target.ack_timeout_s):
+                raw = await _read_answer(reader)
         except TimeoutError:
             await self.close()
             return Result(
@@ -349,10 +352,8 @@ class Dc09Sender(Worker):
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._conn is None or self._conn[1].is_closing():
-            self._conn = await asyncio.wait_for(
-                asyncio.open_connection(self.target.host, self.target.port),
-                self.target.connect_timeout_s,
-            )
+            async with asyncio.timeout(self.target.connect_timeout_s):
+                self._conn = await asyncio.open_connection(self.target.host, self.target.port)
             logger.info("%s: connected to %s", self.name, self.where)
         return self._conn
 

@@ -238,7 +238,8 @@ class EventRelay:
             asyncio.create_task(self._listen(), name="event-relay-in"),
             asyncio.create_task(self._sender(), name="event-relay-out"),
         ]
-        await asyncio.wait_for(self.listening.wait(), CONNECT_TIMEOUT_S)
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await self.listening.wait()
 
     async def stop(self) -> None:
         """Stop both directions."""

@@ -123,3 +123,15 @@ async def test_expired_command_is_not_delivered(rig: Rig) -> None:
         assert unit.executed == []
     finally:
         await unit.stop()
+
+
+async def test_a_unit_stops_even_when_woken_as_it_is_stopped(rig: Rig) -> None:
+    # A wake-up and the stop in the same loop turn: asyncio.wait_for on Python 3.11 returns the
+    # waited result and drops the cancellation, so the delivery loop would run on forever.
+    store = rig.receiver.require_store()
+    unit = rig.unit()
+    unit.start()
+    await wait_until(rig.clock, lambda: bool(store.units()), 5)
+    await asyncio.sleep(0.1)  # the outbox is empty: the sender waits for a wake-up
+    unit.uplink.sender.notify()
+    await asyncio.wait_for(unit.stop(), 10)  # TimeoutError if a loop ignored the stop
