@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import time
@@ -69,6 +70,29 @@ def with_new_mid(datagram: bytes, mid: int) -> bytes:
     return datagram[:2] + mid.to_bytes(2, "big") + datagram[4:]
 
 
+def _queued_bytes(port: int) -> int:
+    """Bytes waiting in the receive queue of the UDP socket on ``port`` (Linux), 0 if unknown.
+    aiocoap listens on an IPv6 socket that also takes IPv4, so both tables are read."""
+    lines: list[str] = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            lines += Path(table).read_text().splitlines()[1:]
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].rsplit(":", 1)[1], 16)  # tx_queue:rx_queue
+    return 0
+
+
+async def _drained(port: int, limit_s: float = 5.0) -> None:
+    """Wait (at most ``limit_s``) until the receiver has read what was sent to it: on a loaded
+    machine a fixed pause lets the kernel drop datagrams once the socket's buffer is full."""
+    await asyncio.sleep(0.01)
+    deadline = time.monotonic() + limit_s
+    while _queued_bytes(port) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
 async def send_raw(port: int, datagrams: list[bytes], pace: int = 100, sources: int = 1) -> None:
     """Send from ``sources`` sockets in turn (CoAP deduplicates by sender and message id)."""
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sources)]
@@ -76,7 +100,7 @@ async def send_raw(port: int, datagrams: list[bytes], pace: int = 100, sources: 
         for i, d in enumerate(datagrams):
             socks[i % sources].sendto(d, ("127.0.0.1", port))
             if i % pace == pace - 1:
-                await asyncio.sleep(0.01)  # let the receiver keep up: seen, not lost in a buffer
+                await _drained(port)  # let the receiver keep up: seen, not lost in a buffer
         await asyncio.sleep(0.5)
     finally:
         for s in socks:
