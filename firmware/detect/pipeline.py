@@ -92,15 +92,17 @@ class ThermalPipeline:
         """One frame through every stage; blocking (run it in a thread)."""
         result = FrameResult(sensor_fault=self.watch.on_frame(frame))
         frame = self.mask.apply_frame(frame)
+        # The object model runs on its own thread while tamper, fire and motion look at the frame.
+        running = self.detector.start(frame) if self.detector is not None else None
         if self.tamper is not None:
             result.tamper = self.tamper.process(frame)
         if self.fire is not None:
             result.spots = self.fire.process(frame)
             result.events += fire_events(frame, result.spots)
-        if self.detector is not None:
-            result.detections = self.detector.detect(frame)
-            result.tracks = self.tracker.update(frame.t, result.detections)
         blobs = self.motion.process(frame) if self.motion is not None else []
+        if self.detector is not None and running is not None:
+            result.detections = self.detector.finish(frame, running.result())
+            result.tracks = self.tracker.update(frame.t, result.detections)
         if self.detector is not None or blobs:
             result.events += self.events.derive(frame.t, frame.index, result.tracks, blobs)
         return result

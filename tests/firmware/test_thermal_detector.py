@@ -13,6 +13,7 @@ from firmware.detect.thermal import (
     CLASSES,
     DEFAULT_MODEL,
     INPUT_HW,
+    SPREAD_CAP_K,
     Heads,
     ThermalDetector,
     ThermalModelDetection,
@@ -129,13 +130,19 @@ def test_normalisation_treats_centikelvin_and_raw_counts_alike() -> None:
     rng = np.random.default_rng(0)
     temps_k = 275.0 + rng.normal(0.0, 0.3, (120, 160))
     temps_k[40:80, 70:78] = 300.0  # a warm body
-    temps_k[:30] = 250.0  # cold sky
+    temps_k[:30] = 270.0  # cooler sky: a 5 K spread, between the floor and the cap
     centi = np.round(temps_k * 100).astype(np.uint16)
-    raw = np.round(8000 + (temps_k - 275.0) * 35).astype(np.uint16)  # any linear count scale
+    # Another linear count scale (the floor and cap in counts assume about 20 counts/K, so the
+    # spread must stay inside them in both units).
+    raw = np.round(8000 + (temps_k - 275.0) * 25).astype(np.uint16)
     a, b = normalize(centi, True), normalize(raw, False)
     assert a.shape == b.shape == INPUT_HW
     assert np.abs(a - b).max() < 0.05
     assert a[60, 74] > 0.9 > 0.1 > abs(a[100, 20])
+    # A wide spread (a cold sky, sunlit asphalt) is capped, so a person keeps their contrast.
+    temps_k[:30] = 250.0
+    wide = normalize(np.round(temps_k * 100).astype(np.uint16), True)
+    assert wide[60, 74] == pytest.approx(25.0 / SPREAD_CAP_K, abs=0.1)
     # An empty, uniform scene is not stretched until its noise looks like objects.
     flat = np.round((275.0 + rng.normal(0.0, 0.05, (120, 160))) * 100).astype(np.uint16)
     assert np.abs(normalize(flat, True)).max() < 0.2
