@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from firmware.detect.thermal import DEFAULT_MODEL
+from firmware.detect.thermal import DEFAULT_MODEL, RAW_PER_K, SPREAD_CAP_K, SPREAD_FLOOR_K
 from models.thermal import dataset
 from models.thermal.evaluate import SENSOR_TITLES, lying_rows, table_rows
 from models.thermal.targets import OUT_HW, STRIDE
+from models.thermal.train import NOISE_K, TEXTURE_K
 
 COMMAND = "make models"
 DIRECT = ".venv/bin/python -m models.thermal.pipeline"
@@ -93,11 +94,12 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "to int8, and decoding is a 3x3 peak test, a gather and a small NMS in numpy.",
         "",
         "Input normalisation (shared code with the unit, `firmware.detect.thermal.normalize`):",
-        "subtract the frame's median, divide by its 10th-90th percentile spread (at least 3 K;",
-        "raw counts are taken as about 20 counts/K for that floor only), clip to [-2, 6], resize",
-        "bilinearly to 160x120. So radiometric and raw-count sensors, and the 32x24 MLX90640,",
-        "share",
-        "one model.",
+        "subtract the frame's median, divide by its 10th-90th percentile spread held between",
+        f"{SPREAD_FLOOR_K:g} K and {SPREAD_CAP_K:g} K (raw counts are taken as about "
+        f"{RAW_PER_K:g} counts/K for",
+        "those two only), clip to [-2, 6], resize bilinearly to 160x120. So radiometric and",
+        "raw-count sensors, and the 32x24 MLX90640, share one model. The cap keeps a person a",
+        "few kelvin off sunlit asphalt visible in a scene that spreads over 10-40 K.",
         "",
         "## Data",
         "",
@@ -109,8 +111,11 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "engine), occasionally a car fire (not a class: it must be called nothing). In",
         f"{dataset.NEAR_ANIMAL_SHARE:.0%} of the training worlds (not validation or test), one or",
         "two more animals near the camera, where an animal is as large as a distant person lying",
-        "down. Each world",
-        f"is rendered at {dataset.FRAMES_PER_WORLD} instants and captured by the sensor models:",
+        "down. Each world is rendered at",
+        f"{dataset.FRAMES_PER_WORLD['train']} instant per training world and "
+        f"{dataset.FRAMES_PER_WORLD['test']} per validation or test world (the frames of a "
+        "world share its camera, weather and cars, so training takes more worlds instead), "
+        "and captured by the sensor models:",
         f"training and validation frames from {info.get('train_sensors', '?')}, test frames from",
         f"{info.get('sensors', '?')}.",
         "Splits are disjoint by world seed.",
@@ -121,16 +126,20 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "",
         "Labels are the simulator's ground truth boxes (tight box of the visible pixels). An",
         "object is ignored (neither taught nor scored, like VOC 'difficult') when under",
-        f"{dataset.MIN_VISIBLE:.0%} of it is visible or its box is under {dataset.MIN_BOX_PX:g}",
-        "sensor pixels tall.",
+        f"{dataset.MIN_VISIBLE:.0%} of it is visible (the 'reasonable' setting of the Caltech and",
+        "CityPersons pedestrian benchmarks) or its box is under "
+        f"{dataset.MIN_BOX_PX:g} sensor pixels tall. A detection",
+        "with most of its area inside an ignored object's box counts neither way (Caltech's",
+        "rule for ignore regions).",
         "",
         "## Training",
         "",
         "TensorFlow/Keras (the `train` extra), CPU, deterministic ops, fixed seed; Adam, cosine",
         "decay from 2e-3, batch 32, random left-right flips; half of each batch gets a random",
-        "smooth ground texture (blobs and thin streaks, up to 0.6 of the normalised spread) and",
-        "pixel noise, which the simulator's clean surfaces lack and real grass or patched asphalt",
-        "has; width multiplier 1.5 over the first version; losses: CenterNet focal loss on the",
+        f"smooth ground texture (blobs and thin streaks, up to {TEXTURE_K:g} K) and pixel noise",
+        f"(up to {NOISE_K:g} K), which the simulator's clean surfaces lack and real grass or",
+        "patched asphalt has; width multiplier 1.5 over the first version; losses: CenterNet",
+        "focal loss on the",
         "heatmap; at centre cells, L1 on the box plus 1 - IoU of the predicted and true box",
         "(weight 2 together: a thin person's box must be tight to reach IoU 0.5), binary",
         "cross-entropy on lying at person centres (weight 0.5).",

@@ -1,7 +1,10 @@
 """Detection metrics: matching at an IoU, precision and recall at a score, VOC-style AP.
 
 Ground-truth objects marked ``ignore`` (too small or mostly hidden to label fairly, like VOC's
-"difficult") count neither as misses nor, when a detection lands on one, as false positives.
+"difficult") count neither as misses nor, when a detection lands on one, as false positives. As
+in the Caltech pedestrian benchmark's protocol, a detection lands on an ignored object when most
+of the detection lies inside the object's box (intersection over the detection's area): by IoU,
+a loose box on a person 2 pixels tall and mostly hidden would count against the detector.
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def inside_share(det: Box, region: Box) -> float:
+    """The share of det's area that lies inside region."""
+    iw = min(det[2], region[2]) - max(det[0], region[0])
+    ih = min(det[3], region[3]) - max(det[1], region[1])
+    area = (det[2] - det[0]) * (det[3] - det[1])
+    if iw <= 0 or ih <= 0 or area <= 0:
+        return 0.0
+    return iw * ih / area
+
+
 def match_image(
     result: ClassResult,
     cls: str,
@@ -67,7 +80,8 @@ def match_image(
     detections: Sequence[Scored],
     iou_threshold: float = 0.5,
 ) -> None:
-    """Add one image's detections of cls to result, matched greedily by score."""
+    """Add one image's detections of cls to result, matched greedily by score: to a counted
+    object by IoU first, else to an ignored one that holds most of it."""
     gts = [g for g in truths if g.cls == cls]
     dets = sorted((d for d in detections if d.cls == cls), key=lambda d: -d.score)
     result.positives += sum(not g.ignore for g in gts)
@@ -75,13 +89,14 @@ def match_image(
     for det in dets:
         best, best_iou = -1, iou_threshold
         for j, gt in enumerate(gts):
-            if taken[j] and not gt.ignore:
+            if gt.ignore or taken[j]:
                 continue
             overlap = iou(det.box, gt.box)
-            # A counted object wins over an ignored one at equal overlap.
-            if overlap >= best_iou and (best < 0 or overlap > best_iou or gts[best].ignore):
+            if overlap >= best_iou:
                 best, best_iou = j, overlap
-        if best >= 0 and gts[best].ignore:
+        if best < 0 and any(
+            gt.ignore and inside_share(det.box, gt.box) >= iou_threshold for gt in gts
+        ):
             continue  # on an ignored object: neither right nor wrong
         result.scores.append(det.score)
         result.hits.append(best >= 0)

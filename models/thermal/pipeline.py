@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from firmware.detect.thermal import CLASSES, DEFAULT_MODEL, normalize
+from firmware.detect.thermal import (
+    CLASSES,
+    DEFAULT_MODEL,
+    counts_per_kelvin,
+    frame_scale,
+    normalize,
+)
 from models.thermal import dataset, evaluate
 from models.thermal.card import write_card
 from models.thermal.targets import encode
@@ -29,18 +35,19 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = DEFAULT_MODEL.parent
 CACHE_DIR = ROOT / "build" / "models" / "thermal"
 SEED = 20240611
-WORLDS = {"train": 6000, "val": 50, "test": 200}
-EPOCHS = 20
+WORLDS = {"train": 18000, "val": 50, "test": 200}
+EPOCHS = 18
 # Training on the Lepton 3.5 alone keeps `make models` near 100 minutes on 2 cores; the other
 # sensors share the normalisation and are evaluated on their own test frames.
 TRAIN_SENSORS = ("lepton35",)
 
 
 def arrays(frames: Sequence[dataset.Frame]) -> dict[str, npt.NDArray[Any]]:
-    """Normalised images and training targets of frames, stacked."""
-    xs, heats, regs, lyings, weights = [], [], [], [], []
+    """Normalised images, the kelvin per unit of each, and training targets of frames, stacked."""
+    xs, kelvins, heats, regs, lyings, weights = [], [], [], [], [], []
     for f in frames:
         xs.append(normalize(f.data, f.radiometric).astype(np.float16))
+        kelvins.append(frame_scale(f.data, f.radiometric)[1] / counts_per_kelvin(f.radiometric))
         heat, reg, lying, weight = encode(f.truths, f.data.shape)
         heats.append(heat.astype(np.float16))
         regs.append(reg)
@@ -48,11 +55,48 @@ def arrays(frames: Sequence[dataset.Frame]) -> dict[str, npt.NDArray[Any]]:
         weights.append(weight.astype(np.float16))
     return {
         "x": np.stack(xs),
+        "kelvin": np.asarray(kelvins, dtype=np.float32),
         "heat": np.stack(heats),
         "reg": np.stack(regs),
         "lying": np.stack(lyings),
         "weight": np.stack(weights),
     }
+
+
+def _data_info(
+    args: argparse.Namespace,
+    sensors: list[str],
+    trained_on: list[str],
+    splits: dict[str, list[dataset.Frame]],
+) -> dict[str, Any]:
+    """What the card says of the data: seed, sensors, worlds, frames and objects per split."""
+    return {
+        "seed": args.seed,
+        "sensors": sensors,
+        "train_sensors": trained_on,
+        "worlds": {"train": args.train_worlds, "val": args.val_worlds, "test": args.test_worlds},
+        "frames": {k: len(v) for k, v in splits.items()},
+        "objects": {
+            k: {
+                c: sum(1 for f in v for g in f.truths if g.cls == c and not g.ignore)
+                for c in CLASSES
+            }
+            for k, v in splits.items()
+        },
+    }
+
+
+def _with_training_info(info: dict[str, Any], metrics_path: Path) -> dict[str, Any]:
+    """info on top of the data and training figures of the run that wrote metrics_path."""
+    if not metrics_path.exists():
+        logger.warning("%s is absent: the card will lack the training figures", metrics_path)
+        return info
+    kept: dict[str, Any] = evaluate.read_json(metrics_path).get("data", {})
+    merged = {**kept, **{k: v for k, v in info.items() if k not in ("frames", "objects")}}
+    for key in ("frames", "objects"):
+        merged[key] = {**kept.get(key, {}), **info[key]}
+    merged["worlds"] = {**kept.get("worlds", {}), "test": info["worlds"]["test"]}
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sensors = dataset.available_sensors()
     trained_on = [s for s in args.train_sensors.split(",") if s in sensors]
+    # Re-evaluating needs the test split only; the training figures stay those of the run that
+    # made the model (kept from its metrics.json).
+    wanted = ("test",) if args.eval_only else ("train", "val", "test")
     splits = {
         name: dataset.cached(CACHE_DIR, name, n, args.seed, use, args.workers)
         for name, n, use in (
@@ -83,30 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("val", args.val_worlds, trained_on),
             ("test", args.test_worlds, sensors),
         )
+        if name in wanted
     }
     model_path = args.out / DEFAULT_MODEL.name
-    info: dict[str, Any] = {
-        "seed": args.seed,
-        "sensors": sensors,
-        "train_sensors": trained_on,
-        "worlds": {
-            k: v
-            for k, v in zip(
-                ("train", "val", "test"),
-                (args.train_worlds, args.val_worlds, args.test_worlds),
-                strict=True,
-            )
-        },
-        "frames": {k: len(v) for k, v in splits.items()},
-        "objects": {
-            k: {
-                c: sum(1 for f in v for g in f.truths if g.cls == c and not g.ignore)
-                for c in CLASSES
-            }
-            for k, v in splits.items()
-        },
-    }
-    if not args.eval_only:
+    info = _data_info(args, sensors, trained_on, splits)
+    if args.eval_only:
+        info = _with_training_info(info, args.out / "metrics.json")
+    else:
         from models.thermal import train  # TensorFlow only here: the rest runs without it
 
         data = arrays(splits["train"])
