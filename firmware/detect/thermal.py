@@ -375,9 +375,3 @@ class ThermalDetector:
             self.config.nms_iou,
             self.config.max_detections,
         )
-
-    def close(self) -> None:
-        """Stop the model's thread, if it was started."""
-        if self._invoker is not None:
-            self._invoker.shutdown(wait=True)
-            self._invoker = None
