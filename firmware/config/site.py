@@ -219,6 +219,14 @@ class VisibleDetection(Strict):
         return self._label_map
 
 
+class SizeCheckConfig(Strict):
+    """``[detection.size]``: objects measured in metres where their camera is calibrated."""
+
+    # A person's larger side is never shorter: lying along the line of sight of a pole camera,
+    # an adult measures 0.65 m or more (the foreshortened body), a child of 1.1 m about 0.42 m.
+    person_min_m: Annotated[float, Field(gt=0, le=3)] = 0.4
+
+
 class DetectionConfig(Strict):
     """``[detection]``."""
 
@@ -232,6 +240,22 @@ class DetectionConfig(Strict):
     motion: MotionDetection = MotionDetection()
     tamper: TamperDetection = TamperDetection()
     sensor: SensorWatchConfig = SensorWatchConfig()
+    size: SizeCheckConfig = SizeCheckConfig()
+
+
+class CameraCalibration(Strict):
+    """``[calibration.thermal]``, ``[calibration.visible]``: how a camera is mounted."""
+
+    height_m: Annotated[float, Field(gt=0, le=100)]  # the lens above the ground
+    pitch_deg: Annotated[float, Field(gt=0, lt=90)]  # the optical axis below the horizontal
+    hfov_deg: Annotated[float, Field(gt=1, lt=170)] = 57.0  # Lepton 3 and 3.5: 57 degrees
+
+
+class Calibration(Strict):
+    """``[calibration]``: the cameras whose mounting is known (objects then have a size)."""
+
+    thermal: CameraCalibration | None = None
+    visible: CameraCalibration | None = None
 
 
 class Zone(Strict):
@@ -439,6 +463,7 @@ class SiteConfig(Strict):
     receiver: ReceiverEndpoint
     uplink: UplinkConfig = UplinkConfig()
     detection: DetectionConfig = DetectionConfig()
+    calibration: Calibration = Calibration()
     zones: dict[Name, Zone] = Field(default_factory=dict)
     masks: dict[Name, Mask] = Field(default_factory=dict)
     schedules: dict[Name, Schedule] = Field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The detection pipelines: one frame in, the rule events and the camera's health out.
 
 thermal frame -> privacy mask -> sensor watch, tamper -> fire (radiometric) + object model +
-motion -> tracker -> events. visible frame -> privacy mask -> visible model -> tracker -> events.
+motion -> size check -> tracker -> events. visible frame -> privacy mask -> visible model -> size
+check -> tracker -> events. The size check runs for a camera the site has calibrated.
 A detector whose events no rule asks for is not run at all: a unit that only watches for fire
 does not pay for the object model.
 """
@@ -15,6 +16,7 @@ from firmware.config.site import SiteConfig
 from firmware.detect.base import Detection
 from firmware.detect.events import EventDeriver
 from firmware.detect.fire import FireDetector, HotSpot
+from firmware.detect.geometry import size_check
 from firmware.detect.masks import PrivacyMask
 from firmware.detect.motion import MotionDetector
 from firmware.detect.tamper import SensorFault, SensorWatch, TamperDetector, TamperKind
@@ -74,16 +76,18 @@ class ThermalPipeline:
         if wanted & OBJECT_EVENTS and det.thermal_model.enabled:
             self.detector = detector or ThermalDetector(det.thermal_model)
         self.motion = MotionDetector(det.motion) if wanted & MOTION_EVENTS else None
+        self.size = size_check(site.calibration.thermal, det.size.person_min_m, width, height)
         self.tracker = Tracker(det.tracker)
         self.events = EventDeriver(site)
         self.tamper = TamperDetector(det.tamper) if det.tamper.enabled else None
         self.watch = SensorWatch(det.sensor)
         logger.info(
-            "thermal pipeline %dx%d: fire %s, object model %s, motion %s, tamper %s",
+            "thermal pipeline %dx%d: fire %s, object model %s, size check %s, motion %s, tamper %s",
             width,
             height,
             "on" if self.fire else "off",
             self.detector.path.name if self.detector else "off",
+            "on" if self.size else "off (not calibrated)",
             "on" if self.motion else "off",
             "on" if self.tamper else "off",
         )
@@ -102,6 +106,8 @@ class ThermalPipeline:
         blobs = self.motion.process(frame) if self.motion is not None else []
         if self.detector is not None and running is not None:
             result.detections = self.detector.finish(frame, running.result())
+            if self.size is not None:
+                result.detections = self.size.apply(result.detections)
             result.tracks = self.tracker.update(frame.t, result.detections)
         if self.detector is not None or blobs:
             result.events += self.events.derive(frame.t, frame.index, result.tracks, blobs)
@@ -116,6 +122,9 @@ class VisiblePipeline:
     ) -> None:
         self.mask = PrivacyMask.for_sensor(site, "visible", width, height)
         self.detector = detector
+        self.size = size_check(
+            site.calibration.visible, site.detection.size.person_min_m, width, height
+        )
         self.tracker = Tracker(site.detection.tracker)
         self.events = EventDeriver(site)
 
@@ -123,6 +132,8 @@ class VisiblePipeline:
         """One frame through mask, model, tracker and events; blocking (run it in a thread)."""
         masked = self.mask.apply_frame(frame)
         detections = self.detector.detect(masked)
+        if self.size is not None:
+            detections = self.size.apply(detections)
         tracks = self.tracker.update(frame.t, detections)
         events = self.events.derive(frame.t, frame.index, tracks, motion_sensor="visible")
         return FrameResult(events=events, detections=detections, tracks=tracks)
