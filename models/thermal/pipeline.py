@@ -141,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data = arrays(splits["train"])
         val = arrays(splits["val"])
-        model, history = train.train(data, val, args.seed, args.epochs)
+        # An interrupted run (a restart, a closed session) resumes after its last epoch.
+        model, history = train.train(
+            data, val, args.seed, args.epochs, checkpoint_dir=CACHE_DIR / "checkpoint"
+        )
         rng = np.random.default_rng(args.seed)
         # 300 frames as representative data, or all of a smaller training set.
         n_rep = min(300, len(data["x"]))
@@ -150,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train.quantize(model, rep, build_path)
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_path, model_path)
+        train.Checkpoint(CACHE_DIR / "checkpoint", {}).clear()  # done: a rerun starts afresh
         (args.out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
         info["epochs"] = args.epochs
         info["train_seconds"] = sum(h["seconds"] for h in history)

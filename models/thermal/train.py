@@ -10,7 +10,9 @@ vectorised numpy lines on the unit.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import os
 import time
@@ -215,6 +217,63 @@ def _batches(
         yield batch
 
 
+class Checkpoint:
+    """Where an interrupted training run resumes: after its last finished epoch.
+
+    Saved after every epoch: the model's weights (batch-norm statistics included), the
+    optimizer's state (step count and moments), the shuffling generator's state and the history,
+    with the run's settings. A run resumes only a checkpoint of the very same settings, so the
+    resumed model is the one an uninterrupted run makes (TensorFlow's ops are deterministic here).
+    """
+
+    def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
+        self.folder = folder
+        self.settings = settings
+        self._arrays = folder / "checkpoint.npz"
+        self._state = folder / "checkpoint.json"
+
+    def save(
+        self, model: Any, opt: Any, rng: np.random.Generator, history: list[dict[str, float]]
+    ) -> None:
+        """The run's state after the epochs in history; written whole or not at all."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+        arrays.update({f"o{i}": v.numpy() for i, v in enumerate(opt.variables)})
+        partial = self._arrays.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        state = {"settings": self.settings, "rng": rng.bit_generator.state, "history": history}
+        partial_state = self._state.with_suffix(".partial")
+        partial_state.write_text(json.dumps(state))
+        partial.replace(self._arrays)
+        partial_state.replace(self._state)  # last: its presence says the arrays are complete
+
+    def restore(self, model: Any, opt: Any, rng: np.random.Generator) -> list[dict[str, float]]:
+        """The history of a checkpoint of these settings, with model, optimizer and generator
+        set to where it was; [] (nothing changed) when there is none."""
+        if not self._state.exists() or not self._arrays.exists():
+            return []
+        state = json.loads(self._state.read_text())
+        if state.get("settings") != self.settings:
+            logger.info("%s is of other settings: training from the start", self._state)
+            return []
+        with np.load(self._arrays) as arrays:
+            weights = [arrays[f"w{i}"] for i in range(len(model.get_weights()))]
+            opt.build(model.trainable_variables)
+            moments = [arrays[f"o{i}"] for i in range(len(opt.variables))]
+        model.set_weights(weights)
+        for var, value in zip(opt.variables, moments, strict=True):
+            var.assign(value)
+        rng.bit_generator.state = state["rng"]
+        history: list[dict[str, float]] = state["history"]
+        logger.info("resuming after epoch %d from %s", len(history), self.folder)
+        return history
+
+    def clear(self) -> None:
+        """Forget the run: the next one starts from the beginning."""
+        self._state.unlink(missing_ok=True)
+        self._arrays.unlink(missing_ok=True)
+
+
 def train(
     data: dict[str, npt.NDArray[Any]],
     val: dict[str, npt.NDArray[Any]],
@@ -222,9 +281,11 @@ def train(
     epochs: int,
     batch_size: int = 32,
     lr: float = 2e-3,
+    checkpoint_dir: Path | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Train on data (x, kelvin, heat, reg, lying, weight arrays); return the model and epoch
-    history."""
+    history. With checkpoint_dir, every epoch is saved there and a run of the same settings
+    resumes after the last one saved."""
     tf = _tf()
     model = build_model(seed)
     steps = epochs * (len(data["x"]) // batch_size)
@@ -247,8 +308,22 @@ def train(
         return tf.stack([hl + BOX_WEIGHT * bl + 0.5 * ll, hl, bl, ll])
 
     rng = np.random.default_rng(seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(epochs):
+    checkpoint = None
+    if checkpoint_dir is not None:
+        settings = {
+            "seed": seed,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "train_images": len(data["x"]),
+            "val_images": len(val["x"]),
+            "params": int(model.count_params()),
+            # A sample of the images: other data of the same size is another run.
+            "data": hashlib.sha256(np.ascontiguousarray(data["x"][::97]).tobytes()).hexdigest(),
+        }
+        checkpoint = Checkpoint(checkpoint_dir, settings)
+    history = checkpoint.restore(model, opt, rng) if checkpoint is not None else []
+    for epoch in range(len(history), epochs):
         started = time.perf_counter()
         sums = np.zeros(4)
         count = 0
@@ -285,6 +360,8 @@ def train(
             *v,
             history[-1]["seconds"],
         )
+        if checkpoint is not None:
+            checkpoint.save(model, opt, rng, history)
     return model, history
 
 

@@ -204,3 +204,67 @@ def test_some_training_worlds_are_a_low_camera_close_to_animals() -> None:
     for split in ("val", "test"):
         spec, _, _ = dataset.split_world(7, split, every - 1)
         assert spec.camera.height_m >= 4.0
+
+
+class _Var:
+    """A variable as Keras keeps one: its value as numpy, and assign."""
+
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = value
+
+    def numpy(self) -> np.ndarray:
+        return self.value
+
+    def assign(self, value: np.ndarray) -> None:
+        self.value = np.array(value)
+
+
+class _Model:
+    def __init__(self, weights: list[np.ndarray]) -> None:
+        self.weights = weights
+        self.trainable_variables = weights[:1]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.weights
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.weights = [np.array(w) for w in weights]
+
+
+class _Optimizer:
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.variables: list[_Var] = []
+
+    def build(self, variables: list[np.ndarray]) -> None:
+        self.variables = [_Var(np.zeros(3)) for _ in range(self.slots)]
+
+
+def test_a_training_checkpoint_resumes_where_it_was_saved(tmp_path: Path) -> None:
+    """Weights, optimizer state, the shuffling generator and the history come back; a checkpoint
+    of other settings, or a cleared one, starts the run afresh and changes nothing."""
+    from models.thermal.train import Checkpoint
+
+    settings = {"seed": 5, "epochs": 4}
+    model = _Model([np.arange(4.0), np.full((2, 2), 7.0)])
+    opt = _Optimizer(2)
+    opt.build(model.trainable_variables)
+    opt.variables[0].assign(np.array([1.0, 2.0, 3.0]))
+    rng = np.random.default_rng(1)
+    rng.random(10)
+    history = [{"epoch": 1, "loss": 2.5}, {"epoch": 2, "loss": 2.0}]
+    Checkpoint(tmp_path, settings).save(model, opt, rng, history)
+    expected_next = rng.random(3)
+
+    fresh, fresh_opt = _Model([np.zeros(4), np.zeros((2, 2))]), _Optimizer(2)
+    fresh_rng = np.random.default_rng(99)
+    assert Checkpoint(tmp_path, settings).restore(fresh, fresh_opt, fresh_rng) == history
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.weights, model.weights, strict=True))
+    assert np.array_equal(fresh_opt.variables[0].numpy(), [1.0, 2.0, 3.0])
+    assert np.array_equal(fresh_rng.random(3), expected_next)
+
+    other, other_opt = _Model([np.zeros(4), np.zeros((2, 2))]), _Optimizer(2)
+    assert Checkpoint(tmp_path, {**settings, "epochs": 5}).restore(other, other_opt, rng) == []
+    assert not other.weights[0].any() and other_opt.variables == []
+    Checkpoint(tmp_path, settings).clear()
+    assert Checkpoint(tmp_path, settings).restore(other, other_opt, rng) == []
