@@ -62,6 +62,9 @@ class ThermalModelDetection(Strict):
     score_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.4
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.6  # class-agnostic; 1 disables it
     max_detections: Annotated[int, Field(ge=1, le=200)] = 50
+    # Also run the model on the mirrored frame and average the two (CenterNet's flip test):
+    # fewer false persons at the same recall, for twice the model's time.
+    flip_test: bool = False
 
 
 @lru_cache(maxsize=8)
@@ -182,6 +185,33 @@ def split_outputs(
     if hq is None or rq is None or lq is None:
         return Heads(_real(heat, hq), _real(reg, rq), _real(lying, lq))
     return Heads(heat, reg, lying, (hq, rq, lq))
+
+
+def mirror_average(heads: Heads, mirrored: Heads) -> Heads:
+    """The real-valued mean of a frame's heads and those of its mirror image, flipped back.
+
+    A centre at column c with in-cell offset o is, in the mirror image, at column cols - 1 - c
+    with offset 1 - o; sizes and probabilities need only the flip.
+    """
+    h1, r1, l1 = _real_heads(heads)
+    h2, r2, l2 = _real_heads(mirrored)
+    reg = r2[:, ::-1].copy()
+    reg[..., 0] = 1.0 - reg[..., 0]
+    return Heads(
+        (h1 + h2[:, ::-1]) * np.float32(0.5),
+        (r1 + reg) * np.float32(0.5),
+        (l1 + l2[:, ::-1]) * np.float32(0.5),
+    )
+
+
+def _real_heads(heads: Heads) -> tuple[F32, F32, F32]:
+    """The heatmap, regression and lying maps as real values."""
+    hq, rq, lq = heads.quantization or (None, None, None)
+    return (
+        np.asarray(_real(heads.heat, hq), dtype=np.float32),
+        np.asarray(_real(heads.reg, rq), dtype=np.float32),
+        np.asarray(_real(heads.lying, lq), dtype=np.float32),
+    )
 
 
 def _nms(boxes: F32, scores: F32, iou: float, limit: int) -> list[int]:
@@ -347,27 +377,39 @@ class ThermalDetector:
 
     def detect(self, frame: ThermalFrame) -> list[Detection]:
         """Persons, vehicles and animals in one frame, boxes in the frame's pixels."""
-        self.runner.set_input(self.prepare(frame))
-        return self.finish(frame, self.runner.run_raw())
+        return self.finish(frame, self.run(self.prepare(frame)))
+
+    def run(self, x: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+        """The model's raw outputs for a prepared input; with ``flip_test``, those of its mirror
+        image follow."""
+        self.runner.set_input(x)
+        outputs = self.runner.run_raw()
+        if self.config.flip_test:
+            self.runner.set_input(np.ascontiguousarray(x[:, :, ::-1]))
+            outputs += self.runner.run_raw()
+        return outputs
 
     def start(self, frame: ThermalFrame) -> Future[list[npt.NDArray[Any]]]:
-        """Set the frame as the model's input and invoke the model on its own thread.
+        """Invoke the model on the frame on the model's own thread.
 
         LiteRT releases the GIL while it invokes, so the caller can work on the same frame
         meanwhile (tamper, fire, motion); it then passes the future's result to :meth:`finish`.
         """
         if self._running is not None:
             self._running.exception()  # one invoke at a time: a caller that gave up on the last
-        self.runner.set_input(self.prepare(frame))
+        x = self.prepare(frame)
         if self._invoker is None:
             self._invoker = ThreadPoolExecutor(1, thread_name_prefix="thermal-model")
-        self._running = self._invoker.submit(self.runner.run_raw)
+        self._running = self._invoker.submit(self.run, x)
         return self._running
 
     def finish(self, frame: ThermalFrame, outputs: Sequence[npt.NDArray[Any]]) -> list[Detection]:
-        """The detections of the model's raw outputs for frame."""
+        """The detections of the model's raw outputs for frame (from :meth:`run`)."""
         self._running = None
-        heads = split_outputs(outputs, self.path, self._quantization)
+        n = len(self.runner.outputs)
+        heads = split_outputs(outputs[:n], self.path, self._quantization)
+        if len(outputs) == 2 * n:
+            heads = mirror_average(heads, split_outputs(outputs[n:], self.path, self._quantization))
         return decode(
             heads,
             (int(frame.data.shape[0]), int(frame.data.shape[1])),

@@ -318,3 +318,28 @@ def test_the_unit_decodes_the_model_s_raw_outputs_as_the_dequantised_ones(
     assert found and found == again
     raw = detector.runner.run_raw()
     assert {r.dtype.name for r in raw} == {"int8"}
+
+
+def test_the_flip_test_sees_a_mirrored_frame_as_the_mirror_of_the_frame() -> None:
+    """With flip_test the model sees each frame both ways: a frame and its mirror image give
+    mirrored detections, and the person is found in both. (Not to the bit: the normalisation's
+    statistics sample every 4th pixel, other pixels of a mirrored frame.)"""
+    flipping = ThermalDetector(ThermalModelDetection(flip_test=True))
+    spec = world.WorldSpec(
+        camera=CAMERA,
+        persons=[actors.Person(name="p", path=[(0.0, -2.0, 12.0)])],
+        cars=[world.Car(name="c", x_m=3.0, y_m=15.0)],
+    )
+    frame, truth = _frame(spec, "lepton35", seed=4)
+    mirrored = ThermalFrame(1, frame.t, np.ascontiguousarray(frame.data[:, ::-1]), True)
+    found, found_mirrored = flipping.detect(frame), flipping.detect(mirrored)
+    (person,) = [t for t in truth if t.cls == "person"]
+    assert _best(found, _pixels(person, frame), "person") is not None
+    assert len(found) == len(found_mirrored)
+    width = frame.data.shape[1]
+    left_first = sorted(found, key=lambda d: d.box)
+    right_first = sorted(found_mirrored, key=lambda d: -d.box[2])
+    for a, b in zip(left_first, right_first, strict=True):
+        assert (a.cls, a.score) == (b.cls, pytest.approx(b.score, abs=0.02))
+        mirror = (width - b.box[2], b.box[1], width - b.box[0], b.box[3])
+        assert a.box == pytest.approx(mirror, abs=0.5)  # a cell is 2 pixels
