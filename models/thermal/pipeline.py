@@ -36,7 +36,7 @@ OUT_DIR = DEFAULT_MODEL.parent
 CACHE_DIR = ROOT / "build" / "models" / "thermal"
 SEED = 20240611
 WORLDS = {"train": 18000, "val": 50, "test": 200}
-EPOCHS = 18
+EPOCHS = 24
 # Training on the Lepton 3.5 alone keeps `make models` near 100 minutes on 2 cores; the other
 # sensors share the normalisation and are evaluated on their own test frames.
 TRAIN_SENSORS = ("lepton35",)

@@ -158,7 +158,7 @@ def test_clip_path_is_relative_to_the_board_config(tmp_path: Path) -> None:
 # The clip's camera is a trail camera, not a pole: tree trunks stand a few metres off with their
 # bases a quarter of the way down the frame, the ground runs from there to the lens. Trail cameras
 # are strapped to a trunk at knee height; this one is taken as 0.75 m up, tilted 18 degrees down,
-# a Lepton 3's 57 degree lens. (tests/firmware/test_geometry.py: from 0.5-1 m up and tilted
+# a Lepton 3's 57 degree lens. (tests/firmware/test_geometry.py: from 0.5-0.9 m up and tilted
 # 15-30 degrees, the hedgehog's box measures under the 0.4 m no person is under.)
 CLIP_CAMERA = {"height_m": 0.75, "pitch_deg": 18.0, "hfov_deg": 57.0}
 

@@ -95,15 +95,16 @@ def test_persons_in_every_posture_measure_above_the_default_minimum(height: floa
 
 
 @pytest.mark.parametrize(
-    ("height_m", "pitch_deg"), list(itertools.product((0.5, 0.75, 1.0), (15.0, 18.0, 30.0)))
+    ("height_m", "pitch_deg"), list(itertools.product((0.5, 0.75, 0.9), (15.0, 18.0, 30.0)))
 )
 def test_the_clips_hedgehog_measures_under_any_person_from_a_trail_camera(
     height_m: float, pitch_deg: float
 ) -> None:
-    """The largest box the model put on the real clip's hedgehog (16 by 11 pixels, its foot 66
-    rows down), for a trail camera strapped 0.5-1 m up a trunk and tilted 15-30 degrees."""
+    """The box the model put on the real clip's hedgehog that measures largest (16.5 by 6
+    pixels, its foot 63 rows down), for a trail camera strapped 0.5-0.9 m up a trunk and tilted
+    15-30 degrees."""
     plane = GroundPlane(CameraCalibration(height_m=height_m, pitch_deg=pitch_deg), W, H)
-    size = plane.extent_m((60.0, 54.8, 75.9, 65.7))
+    size = plane.extent_m((59.1, 57.2, 75.6, 63.1))
     assert size is not None and size < DEFAULT_MIN_M
 
 

@@ -18,6 +18,7 @@ from firmware.detect.thermal import (
     ThermalDetector,
     ThermalModelDetection,
     decode,
+    mirror_average,
     normalize,
     output_stride,
     split_outputs,
@@ -303,8 +304,9 @@ def test_decoding_the_raw_int8_heads_finds_what_the_dequantised_heads_give(seed:
         assert found or threshold > 0.99
 
 
+@pytest.mark.parametrize("flip_test", [False, True])
 def test_the_unit_decodes_the_model_s_raw_outputs_as_the_dequantised_ones(
-    detector: ThermalDetector,
+    detector: ThermalDetector, flip_test: bool
 ) -> None:
     spec = world.WorldSpec(
         camera=CAMERA,
@@ -312,10 +314,15 @@ def test_the_unit_decodes_the_model_s_raw_outputs_as_the_dequantised_ones(
         cars=[world.Car(name="c", x_m=3.0, y_m=15.0)],
     )
     frame, _ = _frame(spec, "lepton35", seed=4)
-    found = detector.detect(frame)
-    outputs = detector.runner.invoke(detector.prepare(frame))
-    again = decode(split_outputs(outputs, "model"), (120, 160), 0.4, 0.6, 50)
-    assert found and found == again
+    config = ThermalModelDetection(flip_test=flip_test)
+    found = ThermalDetector(config).detect(frame)
+    x = detector.prepare(frame)
+    heads = split_outputs(detector.runner.invoke(x), "model")
+    if flip_test:
+        mirrored = split_outputs(detector.runner.invoke(np.ascontiguousarray(x[:, :, ::-1])), "m")
+        heads = mirror_average(heads, mirrored)
+    again = decode(heads, (120, 160), config.score_threshold, 0.6, 50)
+    assert found and found == pytest.approx(again)
     raw = detector.runner.run_raw()
     assert {r.dtype.name for r in raw} == {"int8"}
 

@@ -158,7 +158,6 @@ def test_card_reports_the_committed_metrics() -> None:
     assert result["model_bytes"] == (MODEL_DIR / DEFAULT_MODEL.name).stat().st_size
 
 
-@pytest.mark.xfail(strict=True, reason="thermal model below target (issue 4)")
 def test_the_committed_model_meets_the_lepton35_person_target() -> None:
     result = evaluate.read_json(MODEL_DIR / "metrics.json")
     person = result["sensors"]["lepton35"]["classes"]["person"]
