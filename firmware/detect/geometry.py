@@ -34,15 +34,15 @@ class GroundPlane:
 
     def __init__(self, calibration: CameraCalibration, width: int, height: int) -> None:
         self.calibration = calibration
-        self.width, self.height = width, height
+        self.height = height
         self.focal_px = (width / 2.0) / math.tan(math.radians(calibration.hfov_deg) / 2.0)
         pitch = math.radians(calibration.pitch_deg)
         self._sin, self._cos = math.sin(pitch), math.cos(pitch)
 
-    def depth_m(self, u: float, v: float) -> float | None:
-        """Distance along the optical axis to the ground point seen at pixel (u, v), or None
-        when that pixel looks at or above the horizon."""
-        del u  # without roll, the ground's depth depends on the row alone
+    def depth_m(self, v: float) -> float | None:
+        """Distance along the optical axis to the ground seen in pixel row v (without roll, the
+        ground's depth depends on the row alone), or None when the row is at or above the
+        horizon."""
         up = (self.height / 2.0 - v) / self.focal_px  # the ray's upward slope in camera terms
         falls = self._sin - up * self._cos  # metres down per metre along the optical axis
         if falls <= _MIN_DEPRESSION:
@@ -56,7 +56,7 @@ class GroundPlane:
         x0, y0, x1, y1 = box
         if y1 >= self.height - 0.5:
             return None
-        depth = self.depth_m((x0 + x1) / 2.0, y1)
+        depth = self.depth_m(y1)
         if depth is None:
             return None
         return max(x1 - x0, y1 - y0) * depth / self.focal_px

@@ -34,10 +34,11 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = DEFAULT_MODEL.parent
 CACHE_DIR = ROOT / "build" / "models" / "thermal"
+CHECKPOINT_DIR = CACHE_DIR / "checkpoint"  # an interrupted training run resumes from here
 SEED = 20240611
 WORLDS = {"train": 18000, "val": 50, "test": 200}
 EPOCHS = 24
-# Training on the Lepton 3.5 alone keeps `make models` near 100 minutes on 2 cores; the other
+# Training on the Lepton 3.5 alone keeps `make models` near 135 minutes on 2 cores; the other
 # sensors share the normalisation and are evaluated on their own test frames.
 TRAIN_SENSORS = ("lepton35",)
 
@@ -141,9 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data = arrays(splits["train"])
         val = arrays(splits["val"])
-        # An interrupted run (a restart, a closed session) resumes after its last epoch.
         model, history = train.train(
-            data, val, args.seed, args.epochs, checkpoint_dir=CACHE_DIR / "checkpoint"
+            data, val, args.seed, args.epochs, checkpoint_dir=CHECKPOINT_DIR
         )
         rng = np.random.default_rng(args.seed)
         # 300 frames as representative data, or all of a smaller training set.
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train.quantize(model, rep, build_path)
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_path, model_path)
-        train.Checkpoint(CACHE_DIR / "checkpoint", {}).clear()  # done: a rerun starts afresh
+        train.clear_checkpoint(CHECKPOINT_DIR)  # done: a rerun starts afresh
         (args.out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
         info["epochs"] = args.epochs
         info["train_seconds"] = sum(h["seconds"] for h in history)

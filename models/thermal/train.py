@@ -217,6 +217,10 @@ def _batches(
         yield batch
 
 
+CHECKPOINT_ARRAYS = "checkpoint.npz"
+CHECKPOINT_STATE = "checkpoint.json"  # written last: its presence says the arrays are complete
+
+
 class Checkpoint:
     """Where an interrupted training run resumes: after its last finished epoch.
 
@@ -229,8 +233,8 @@ class Checkpoint:
     def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
         self.folder = folder
         self.settings = settings
-        self._arrays = folder / "checkpoint.npz"
-        self._state = folder / "checkpoint.json"
+        self._arrays = folder / CHECKPOINT_ARRAYS
+        self._state = folder / CHECKPOINT_STATE
 
     def save(
         self, model: Any, opt: Any, rng: np.random.Generator, history: list[dict[str, float]]
@@ -268,10 +272,11 @@ class Checkpoint:
         logger.info("resuming after epoch %d from %s", len(history), self.folder)
         return history
 
-    def clear(self) -> None:
-        """Forget the run: the next one starts from the beginning."""
-        self._state.unlink(missing_ok=True)
-        self._arrays.unlink(missing_ok=True)
+
+def clear_checkpoint(folder: Path) -> None:
+    """Forget the run saved in folder: the next one starts from the beginning."""
+    (folder / CHECKPOINT_STATE).unlink(missing_ok=True)
+    (folder / CHECKPOINT_ARRAYS).unlink(missing_ok=True)
 
 
 def train(

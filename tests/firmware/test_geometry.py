@@ -59,10 +59,10 @@ def test_a_one_metre_bar_across_the_view_measures_one_metre_anywhere(
 def test_what_cannot_be_measured_is_none() -> None:
     plane = GroundPlane(POLE, W, H)
     horizon = H / 2 - plane.focal_px * 0.5095  # tan(27 degrees): the horizon's row
-    assert plane.depth_m(80.0, horizon - 1.0) is None  # sky
+    assert plane.depth_m(horizon - 1.0) is None  # sky
     assert plane.extent_m((70.0, 100.0, 90.0, float(H))) is None  # its foot out of the frame
     assert plane.extent_m((70.0, horizon - 9.0, 90.0, horizon - 0.5)) is None
-    assert plane.depth_m(80.0, H / 2) == pytest.approx(6.0 / 0.4540, rel=1e-3)  # sin 27 degrees
+    assert plane.depth_m(H / 2) == pytest.approx(6.0 / 0.4540, rel=1e-3)  # sin 27 degrees
 
 
 @pytest.mark.parametrize("height", [1.1, 1.75])

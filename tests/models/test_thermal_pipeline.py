@@ -242,7 +242,7 @@ class _Optimizer:
 def test_a_training_checkpoint_resumes_where_it_was_saved(tmp_path: Path) -> None:
     """Weights, optimizer state, the shuffling generator and the history come back; a checkpoint
     of other settings, or a cleared one, starts the run afresh and changes nothing."""
-    from models.thermal.train import Checkpoint
+    from models.thermal.train import Checkpoint, clear_checkpoint
 
     settings = {"seed": 5, "epochs": 4}
     model = _Model([np.arange(4.0), np.full((2, 2), 7.0)])
@@ -265,5 +265,5 @@ def test_a_training_checkpoint_resumes_where_it_was_saved(tmp_path: Path) -> Non
     other, other_opt = _Model([np.zeros(4), np.zeros((2, 2))]), _Optimizer(2)
     assert Checkpoint(tmp_path, {**settings, "epochs": 5}).restore(other, other_opt, rng) == []
     assert not other.weights[0].any() and other_opt.variables == []
-    Checkpoint(tmp_path, settings).clear()
+    clear_checkpoint(tmp_path)
     assert Checkpoint(tmp_path, settings).restore(other, other_opt, rng) == []
