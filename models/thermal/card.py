@@ -65,7 +65,7 @@ def write_card(result: dict[str, Any], path: Path) -> None:
         "AP@0.5 is VOC all-point interpolated over detections scoring >= 0.05.",
         "Run as the unit runs it by default: each frame and its mirror image, heads averaged",
         "(`flip_test`). The operating score is where person precision and recall meet on a",
-        "tuning split of its own (seed + 1, 300 worlds), not on this one.",
+        "tuning split of its own (seed + 1, 300 worlds: `--tune`), not on this one.",
         "",
         *table_rows(result),
         "",

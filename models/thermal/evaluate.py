@@ -30,9 +30,10 @@ SENSOR_TITLES = {
 }
 
 
-def evaluate(model_path: Path, frames: Sequence[Frame], threads: int = 1) -> dict[str, Any]:
-    """Per sensor and class: precision and recall at the operating score, AP@0.5; lying accuracy."""
-    operating = ThermalModelDetection().score_threshold
+def _matched(
+    model_path: Path, frames: Sequence[Frame], threads: int = 1
+) -> tuple[dict[str, dict[str, metrics.ClassResult]], dict[str, int]]:
+    """Every detection down to AP_SCORE_FLOOR matched per sensor and class; frames per sensor."""
     detector = ThermalDetector(
         ThermalModelDetection(
             model=str(model_path), threads=threads, score_threshold=AP_SCORE_FLOOR
@@ -47,6 +48,25 @@ def evaluate(model_path: Path, frames: Sequence[Frame], threads: int = 1) -> dic
         counts[frame.sensor] = counts.get(frame.sensor, 0) + 1
         for cls in CLASSES:
             metrics.match_image(per_class[cls], cls, frame.truths, scored)
+    return results, counts
+
+
+def person_sweep(
+    model_path: Path, frames: Sequence[Frame], scores: Sequence[float]
+) -> list[tuple[float, float, float]]:
+    """(score, precision, recall) of persons at each score, over frames of one sensor: what the
+    operating score is chosen from, on a tuning split."""
+    results, _ = _matched(model_path, frames)
+    if len(results) != 1:
+        raise ValueError(f"a sweep is over one sensor's frames, not {sorted(results)}")
+    (per_class,) = results.values()
+    return [(s, *metrics.precision_recall(per_class["person"], s)) for s in scores]
+
+
+def evaluate(model_path: Path, frames: Sequence[Frame], threads: int = 1) -> dict[str, Any]:
+    """Per sensor and class: precision and recall at the operating score, AP@0.5; lying accuracy."""
+    operating = ThermalModelDetection().score_threshold
+    results, counts = _matched(model_path, frames, threads)
     out: dict[str, Any] = {"score_threshold": operating, "iou": 0.5, "sensors": {}}
     for sensor, per_class in results.items():
         entry: dict[str, Any] = {"frames": counts[sensor], "classes": {}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -267,3 +268,20 @@ def test_a_training_checkpoint_resumes_where_it_was_saved(tmp_path: Path) -> Non
     assert not other.weights[0].any() and other_opt.variables == []
     clear_checkpoint(tmp_path)
     assert Checkpoint(tmp_path, settings).restore(other, other_opt, rng) == []
+
+
+def test_the_tuning_sweep_gives_the_evaluations_precision_and_recall() -> None:
+    """At the operating score the sweep agrees with the card's evaluation; recall only falls
+    as the score rises; frames of two sensors are refused."""
+    frames = dataset.generate("test", 3, 7, ["lepton35"], workers=1)
+    operating = evaluate.ThermalModelDetection().score_threshold
+    scores = [0.2, operating, 0.6]
+    sweep = evaluate.person_sweep(DEFAULT_MODEL, frames, scores)
+    person = evaluate.evaluate(DEFAULT_MODEL, frames)["sensors"]["lepton35"]["classes"]["person"]
+    assert person["objects"] > 0
+    assert sweep[1] == (operating, person["precision"], person["recall"])
+    recalls = [r for _, _, r in sweep]
+    assert recalls == sorted(recalls, reverse=True)
+    two = [*frames, dataclasses.replace(frames[0], sensor="lepton3")]
+    with pytest.raises(ValueError, match="one sensor"):
+        evaluate.person_sweep(DEFAULT_MODEL, two, scores)
